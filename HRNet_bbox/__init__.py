@@ -1,0 +1,1 @@
+"""Stage one: one person box per whole image, regressed by an HRNet."""

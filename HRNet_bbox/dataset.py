@@ -1,0 +1,203 @@
+"""Stage one's data: whole images resized to the input, with one person box each.
+
+Path: read (BGR; to RGB only with ``DATASET.COLOR_RGB``; the reference never converted) ->
+albumentations Resize to ``MODEL.IMAGE_SIZE`` ([width, height]) -> training augmentation ->
+ImageNet normalisation. Boxes travel through albumentations (COCO format, ``min_visibility``
+0.05); where the augmentation loses the box, the sample falls back to the plain resize instead
+of failing (the reference then crashed). Targets are x1, y1, x2, y2 in the head's units; each
+image's own size maps predictions back to its pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from yacs.config import CfgNode
+
+from common.io import read_image
+from HRNet_bbox.model import head_scale
+from HRNet_keypoint.dataset import normalize_crop
+
+MIN_VISIBILITY = 0.05  # the reference's BboxParams
+BOX_LABEL = "person"
+BBOX_AUGMENTATIONS = ("reference", "mild")
+
+
+def sanitize_boxes_xyxy(boxes_xyxy: np.ndarray, image_sizes_wh: np.ndarray) -> np.ndarray:
+    """Corners (N, 4) -> valid ``[x, y, w, h]`` boxes inside their images.
+
+    Corners are sorted (x1 <= x2, y1 <= y2), clipped to pixel coordinates 0..size-1, and a box
+    thinner than 1 px is widened to 1 px about its centre (kept inside the image), so no box is
+    empty, inverted or outside: stage two drops such images silently.
+    """
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    sizes = np.asarray(image_sizes_wh, dtype=np.float64).reshape(-1, 2)
+    if len(sizes) != len(boxes):
+        raise ValueError(f"{len(boxes)} boxes but {len(sizes)} image sizes")
+    bad = np.flatnonzero(~np.isfinite(boxes).all(axis=1))
+    if len(bad):
+        raise ValueError(f"box {int(bad[0])} is not finite: {boxes[bad[0]].tolist()}")
+    out = np.empty_like(boxes)
+    for axis in (0, 1):
+        low = np.minimum(boxes[:, axis], boxes[:, axis + 2])
+        high = np.maximum(boxes[:, axis], boxes[:, axis + 2])
+        last = np.maximum(sizes[:, axis] - 1.0, 1.0)  # the last pixel; 1 for a 1-pixel image
+        low, high = np.clip(low, 0.0, last), np.clip(high, 0.0, last)
+        thin = high - low < 1.0
+        centre = (low + high) / 2.0
+        low = np.where(thin, np.clip(centre - 0.5, 0.0, last - 1.0), low)
+        high = np.where(thin, low + 1.0, high)
+        out[:, axis], out[:, axis + 2] = low, high - low
+    return out
+
+
+def _reference_augmentation() -> list[A.BasicTransform]:
+    """The reference's training set for non-square inputs, with the defaults of the
+    albumentations it used (Rotate: limit 90, reflected border; GaussNoise: variance 10..50)."""
+    return [
+        A.OneOf([
+            A.HorizontalFlip(p=1.0),
+            A.VerticalFlip(p=1.0),
+            A.Rotate(limit=90, border_mode=cv2.BORDER_REFLECT_101, p=1.0),
+        ], p=0.5),
+        A.OneOf([
+            A.MotionBlur(blur_limit=(3, 7), p=1.0),
+            A.GaussNoise(std_range=(10**0.5 / 255, 50**0.5 / 255), p=1.0),
+        ], p=0.5),
+        A.OneOf([A.CropAndPad(percent=fraction, p=1.0) for fraction in (0.1, 0.2, 0.3)], p=0.5),
+    ]  # fmt: skip
+
+
+def _mild_augmentation(flip: bool) -> list[A.BasicTransform]:
+    """Mirror, a small shift and zoom, colour jitter. No rotation: a rotated box is no longer
+    the tight extent of the person, so rotations would teach loose boxes."""
+    transforms: list[A.BasicTransform] = [A.HorizontalFlip(p=0.5)] if flip else []
+    transforms += [
+        A.Affine(scale=(0.85, 1.15), translate_percent=(-0.08, 0.08), p=0.7),
+        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+    ]
+    return transforms
+
+
+def build_transforms(cfg: CfgNode, is_train: bool) -> A.Compose:
+    """Resize to ``MODEL.IMAGE_SIZE`` then, for training, ``DATASET.BBOX_AUG``'s set."""
+    width, height = (int(v) for v in cfg.MODEL.IMAGE_SIZE)
+    transforms: list[A.BasicTransform] = [A.Resize(height=height, width=width)]
+    if is_train:
+        name = cfg.DATASET.BBOX_AUG
+        if name == "reference":
+            transforms += _reference_augmentation()
+        elif name == "mild":
+            transforms += _mild_augmentation(bool(cfg.DATASET.FLIP))
+        else:
+            raise ValueError(
+                f"DATASET.BBOX_AUG must be one of {list(BBOX_AUGMENTATIONS)}, got {name!r}"
+            )
+    return A.Compose(
+        transforms,
+        bbox_params=A.BboxParams(
+            format="coco", min_visibility=MIN_VISIBILITY, label_fields=["labels"]
+        ),
+    )
+
+
+def transform_with_fallback(
+    augment: A.Compose, plain: A.Compose, image: np.ndarray, box_xywh: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Apply ``augment`` (seeded); if it loses the box, apply ``plain`` to the original instead.
+
+    Returns (image, box [x, y, w, h] in the output's pixels, whether the fallback was used).
+    """
+    augment.set_random_seed(seed)
+    result = augment(image=image, bboxes=[list(box_xywh)], labels=[BOX_LABEL])
+    fell_back = len(result["bboxes"]) == 0
+    if fell_back:
+        result = plain(image=image, bboxes=[list(box_xywh)], labels=[BOX_LABEL])
+        if len(result["bboxes"]) == 0:
+            raise ValueError(f"box {list(box_xywh)} does not survive a plain resize")
+    return result["image"], np.asarray(result["bboxes"][0], dtype=np.float64), fell_back
+
+
+class WholeImageBoxDataset(Dataset):
+    """Whole images with one box each (training, validation) or without boxes (test).
+
+    Items: (input (3, H, W) float32, target (4,) float32 in the head's units (zeros without
+    boxes), meta {index, width, height}) where width and height are the original image's.
+    Training randomness comes from a seed drawn from torch's RNG at each item, so
+    ``torch.manual_seed`` and DataLoader worker seeding fix it.
+    """
+
+    def __init__(
+        self,
+        cfg: CfgNode,
+        image_paths: Sequence[Path | str],
+        boxes_xywh: np.ndarray | None,
+        is_train: bool,
+        images: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        self.image_paths = [Path(path) for path in image_paths]
+        if images is not None and len(images) != len(self.image_paths):
+            raise ValueError(
+                f"got {len(images)} decoded images for {len(self.image_paths)} image paths"
+            )
+        if boxes_xywh is None and is_train:
+            raise ValueError("training needs a box per image")
+        if boxes_xywh is not None:
+            boxes_xywh = np.asarray(boxes_xywh, dtype=np.float64)
+            if boxes_xywh.shape != (len(self.image_paths), 4):
+                raise ValueError(
+                    f"boxes must be (N={len(self.image_paths)}, 4) [x, y, w, h], "
+                    f"got {boxes_xywh.shape}"
+                )
+        self.boxes = boxes_xywh
+        self.images = images
+        self.is_train = is_train
+        self.color_rgb = bool(cfg.DATASET.COLOR_RGB)
+        self.input_size = tuple(int(v) for v in cfg.MODEL.IMAGE_SIZE)
+        self.scale = head_scale(cfg.MODEL.BBOX_HEAD, self.input_size).numpy()
+        self.plain = build_transforms(cfg, is_train=False)
+        self.augment = build_transforms(cfg, is_train=True) if is_train else None
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def _load(self, index: int) -> np.ndarray:
+        if self.images is None:
+            image = read_image(self.image_paths[index])
+        else:
+            image = self.images[index]
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(
+                    f"decoded image for {self.image_paths[index]} must be uint8 (H, W, 3) BGR, "
+                    f"got {image.dtype} {image.shape}"
+                )
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if self.color_rgb else image
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        image = self._load(index)
+        height, width = image.shape[:2]
+        meta = {"index": index, "width": width, "height": height}
+        if self.boxes is None:
+            resized = self.plain(image=image, bboxes=[], labels=[])["image"]
+            return normalize_crop(resized, False), torch.zeros(4), meta
+
+        box = self.boxes[index]
+        x1, y1, x2, y2 = box[0], box[1], box[0] + box[2], box[1] + box[3]
+        box = sanitize_boxes_xyxy(np.array([[x1, y1, x2, y2]]), np.array([[width, height]]))[0]
+        if self.augment is not None:
+            seed = int(torch.randint(2**31, (1,)).item())
+            resized, box, _ = transform_with_fallback(self.augment, self.plain, image, box, seed)
+        else:
+            result = self.plain(image=image, bboxes=[list(box)], labels=[BOX_LABEL])
+            resized, box = result["image"], np.asarray(result["bboxes"][0], dtype=np.float64)
+        in_width, in_height = self.input_size
+        corners = np.array([box[0] / in_width, box[1] / in_height,
+                            (box[0] + box[2]) / in_width, (box[1] + box[3]) / in_height])
+        target = torch.from_numpy((corners * self.scale).astype(np.float32))
+        return normalize_crop(resized, False), target, meta

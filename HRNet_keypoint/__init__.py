@@ -1,0 +1,1 @@
+"""Stage two: HRNet heatmap regression on person boxes."""

@@ -1,0 +1,266 @@
+"""Stage-two datasets: person crops with heatmap targets (training/validation) or from boxes.
+
+Both follow the official HRNet input path: box -> (center, scale) -> 3-point affine crop with
+cv2.warpAffine (bilinear, black border) -> optional BGR->RGB -> ToTensor -> ImageNet Normalize.
+Image sizes are always read from the decoded image, never assumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from yacs.config import CfgNode
+
+from common.io import read_image
+from common.stage_data import keypoint_extent_boxes
+from HRNet_keypoint.targets import generate_target
+from HRNet_keypoint.transforms import (
+    affine_transform,
+    box_to_center_scale,
+    clean_box,
+    fliplr_joints,
+    get_affine_transform,
+    half_body_transform,
+)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize_crop(crop: np.ndarray, color_rgb: bool) -> torch.Tensor:
+    """uint8 BGR crop (H, W, 3) to the network input (3, H, W): ToTensor + ImageNet Normalize.
+
+    Same operations as torchvision's ToTensor and Normalize, so the numbers match bit for bit.
+    """
+    if color_rgb:
+        crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+    tensor = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))).float().div(255)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=tensor.dtype)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, dtype=tensor.dtype)[:, None, None]
+    return tensor.sub(mean).div(std)
+
+
+def crop_image(
+    image: np.ndarray,
+    center: np.ndarray,
+    scale: np.ndarray,
+    rotation: float,
+    image_size: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The official crop: (input-sized uint8 image, the 2x3 image->input matrix)."""
+    matrix = get_affine_transform(center, scale, rotation, image_size)
+    crop = cv2.warpAffine(
+        np.ascontiguousarray(image),
+        matrix,
+        (int(image_size[0]), int(image_size[1])),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+    return crop, matrix
+
+
+class _CropDataset(Dataset):
+    """Shared image access and crop geometry of the two datasets."""
+
+    def __init__(
+        self,
+        cfg: CfgNode,
+        image_paths: Sequence[Path | str],
+        images: Sequence[np.ndarray] | None,
+    ) -> None:
+        self.image_paths = [Path(path) for path in image_paths]
+        if images is not None and len(images) != len(self.image_paths):
+            raise ValueError(
+                f"got {len(images)} decoded images for {len(self.image_paths)} image paths"
+            )
+        self.images = images
+        self.image_size = [int(v) for v in cfg.MODEL.IMAGE_SIZE]
+        self.heatmap_size = [int(v) for v in cfg.MODEL.HEATMAP_SIZE]
+        self.aspect_ratio = self.image_size[0] * 1.0 / self.image_size[1]
+        self.color_rgb = bool(cfg.DATASET.COLOR_RGB)
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def _load(self, index: int) -> np.ndarray:
+        """BGR uint8 image of one sample, from the shared decodes when given."""
+        if self.images is None:
+            return read_image(self.image_paths[index])
+        image = self.images[index]
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"decoded image for {self.image_paths[index]} must be uint8 (H, W, 3) BGR, "
+                f"got {image.dtype} {image.shape}"
+            )
+        return image
+
+    def _center_scale(
+        self, index: int, box_xywh: np.ndarray, image: np.ndarray, what: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        height, width = image.shape[:2]
+        box = clean_box(box_xywh, width, height)
+        if box is None:
+            raise ValueError(
+                f"{self.image_paths[index]} (row {index}): {what} [x, y, w, h] = "
+                f"{np.round(np.asarray(box_xywh, dtype=np.float64), 3).tolist()} is empty, "
+                f"non-finite or outside the {width}x{height} image; expected a box with w, h > 0 "
+                f"that overlaps the image"
+            )
+        return box_to_center_scale(box, self.aspect_ratio)
+
+
+class KeypointDataset(_CropDataset):
+    """Crops around each image's tight keypoint box with gaussian heatmap targets.
+
+    Training adds the official augmentation, in its order: half body, scale, rotation, flip.
+    The random numbers come from a numpy Generator seeded from torch's RNG at each
+    ``__getitem__``, so ``torch.manual_seed`` (and DataLoader worker seeding) fixes them.
+    Items: (input (3, H, W) float32, target (J, hh, hw), target_weight (J, 1), meta) with meta
+    ``index``, ``center``, ``scale`` (of the crop actually taken; after a flip the center is in
+    the mirrored image), ``rotation`` (degrees) and ``joints`` (J, 2): the unaugmented
+    keypoints in original pixels.
+    """
+
+    def __init__(
+        self,
+        cfg: CfgNode,
+        image_paths: Sequence[Path | str],
+        keypoints: np.ndarray,
+        is_train: bool,
+        flip_pairs: Sequence[Sequence[int]],
+        upper_body: Sequence[int],
+        lower_body: Sequence[int],
+        images: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        super().__init__(cfg, image_paths, images)
+        keypoints = np.asarray(keypoints, dtype=np.float64)
+        num_joints = int(cfg.MODEL.NUM_JOINTS)
+        if keypoints.shape != (len(self.image_paths), num_joints, 2):
+            raise ValueError(
+                f"keypoints must be (N={len(self.image_paths)}, J={num_joints}, 2) for "
+                f"{len(self.image_paths)} images and MODEL.NUM_JOINTS {num_joints}, "
+                f"got {keypoints.shape}"
+            )
+        bad_rows, bad_joints = np.nonzero(~np.isfinite(keypoints).all(axis=2))
+        if len(bad_rows):
+            row, joint = int(bad_rows[0]), int(bad_joints[0])
+            raise ValueError(
+                f"{self.image_paths[row]} (row {row}): keypoint {joint} is "
+                f"{keypoints[row, joint].tolist()}; expected finite pixel coordinates"
+            )
+        self.keypoints = keypoints
+        self.boxes = keypoint_extent_boxes(keypoints)
+        self.is_train = is_train
+        self.flip_pairs = [tuple(pair) for pair in flip_pairs]
+        self.upper_body = tuple(upper_body)
+        self.lower_body = tuple(lower_body)
+        self.sigma = cfg.MODEL.SIGMA
+        self.flip = bool(cfg.DATASET.FLIP)
+        self.scale_factor = float(cfg.DATASET.SCALE_FACTOR)
+        self.rotation_factor = float(cfg.DATASET.ROT_FACTOR)
+        self.prob_half_body = float(cfg.DATASET.PROB_HALF_BODY)
+        self.num_joints_half_body = int(cfg.DATASET.NUM_JOINTS_HALF_BODY)
+
+    def _augment(
+        self,
+        image: np.ndarray,
+        joints: np.ndarray,
+        joints_vis: np.ndarray,
+        center: np.ndarray,
+        scale: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        """Official training augmentation; returns image, joints, vis, center, scale, rotation."""
+        rng = np.random.default_rng(torch.randint(2**31, (1,)).item())
+        if joints_vis.sum() > self.num_joints_half_body and rng.random() < self.prob_half_body:
+            half_center, half_scale = half_body_transform(
+                joints, joints_vis, self.upper_body, self.lower_body, self.aspect_ratio, rng
+            )
+            if half_center is not None and half_scale is not None:
+                center, scale = half_center, half_scale
+
+        sf, rf = self.scale_factor, self.rotation_factor
+        # float32 times a float32 factor, as numpy 1.x computed the official float32 * float64.
+        scale = scale * np.float32(np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf))
+        rotation = 0.0
+        if rng.random() <= 0.6:
+            rotation = float(np.clip(rng.standard_normal() * rf, -rf * 2, rf * 2))
+
+        if self.flip and rng.random() <= 0.5:
+            width = image.shape[1]
+            image = image[:, ::-1]
+            joints, joints_vis = fliplr_joints(joints, joints_vis, width, self.flip_pairs)
+            center = center.copy()
+            center[0] = width - center[0] - 1
+        return image, joints, joints_vis, center, scale, rotation
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        image = self._load(index)
+        center, scale = self._center_scale(index, self.boxes[index], image, "keypoint box")
+        joints = self.keypoints[index].copy()
+        joints_vis = np.ones(len(joints), dtype=np.float64)
+        rotation = 0.0
+        if self.is_train:
+            image, joints, joints_vis, center, scale, rotation = self._augment(
+                image, joints, joints_vis, center, scale
+            )
+
+        crop, matrix = crop_image(image, center, scale, rotation, self.image_size)
+        visible = joints_vis > 0
+        joints_input = joints.copy()
+        joints_input[visible] = affine_transform(joints[visible], matrix)
+        target, target_weight = generate_target(
+            joints_input, joints_vis, self.image_size, self.heatmap_size, self.sigma
+        )
+        meta = {
+            "index": index,
+            "center": torch.from_numpy(np.asarray(center, dtype=np.float32)),
+            "scale": torch.from_numpy(np.asarray(scale, dtype=np.float32)),
+            "rotation": rotation,
+            "joints": torch.from_numpy(self.keypoints[index].astype(np.float32)),
+        }
+        return (
+            normalize_crop(crop, self.color_rgb),
+            torch.from_numpy(target),
+            torch.from_numpy(target_weight),
+            meta,
+        )
+
+
+class BoxDataset(_CropDataset):
+    """Test-time crops from given person boxes [x, y, w, h] in original pixels.
+
+    A box that the official cleaning rejects raises (naming the image) instead of silently
+    dropping the image. Items: (input (3, H, W) float32, meta {index, center, scale}).
+    """
+
+    def __init__(
+        self,
+        cfg: CfgNode,
+        image_paths: Sequence[Path | str],
+        boxes_xywh: np.ndarray,
+        images: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        super().__init__(cfg, image_paths, images)
+        boxes = np.asarray(boxes_xywh, dtype=np.float64)
+        if boxes.shape != (len(self.image_paths), 4):
+            raise ValueError(
+                f"boxes must be (N={len(self.image_paths)}, 4) [x, y, w, h], got {boxes.shape}"
+            )
+        self.boxes = boxes
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
+        image = self._load(index)
+        center, scale = self._center_scale(index, self.boxes[index], image, "box")
+        crop, _ = crop_image(image, center, scale, 0.0, self.image_size)
+        meta = {
+            "index": index,
+            "center": torch.from_numpy(center),
+            "scale": torch.from_numpy(scale),
+        }
+        return normalize_crop(crop, self.color_rgb), meta

@@ -1,0 +1,162 @@
+"""Stage two end to end: train on keypoint boxes, validate in original pixels, predict a CSV."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from yacs.config import CfgNode
+
+from common.checkpoint import BEST_NAME
+from common.keypoints import coordinate_columns, keypoint_set
+from common.metrics import rmse
+from common.motion_data import read_box_annotations, write_keypoint_csv
+from common.stage_data import (
+    KeypointTable,
+    dataset_root,
+    keypoint_extent_boxes,
+    load_truth_table,
+    test_image_names,
+)
+from common.trainer import Stage, make_loader
+from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
+from HRNet_keypoint.inference import predict_keypoints
+from HRNet_keypoint.loss import JointsMSELoss
+from models.hrnet import build_pose_hrnet
+from models.weights import load_state_dict_strict
+
+
+def predict_boxes(
+    model: torch.nn.Module,
+    cfg: CfgNode,
+    paths: list[Path],
+    boxes: np.ndarray,
+    device: torch.device,
+    images: list[np.ndarray] | None = None,
+    desc: str = "keypoints",
+) -> np.ndarray:
+    """Keypoints (N, J, 2) in original pixels for each image's box, by the official path."""
+    flip_pairs = keypoint_set(cfg.MODEL.NUM_JOINTS)["flip_pairs"]
+    dataset = BoxDataset(cfg, paths, boxes, images=images)
+    coords = np.zeros((len(paths), cfg.MODEL.NUM_JOINTS, 2), dtype=np.float64)
+    model.eval()
+    with torch.no_grad():
+        for inputs, meta in tqdm(make_loader(dataset, cfg, train=False), desc=desc, leave=False):
+            pred, _ = predict_keypoints(
+                model, inputs.to(device), meta["center"].numpy(), meta["scale"].numpy(),
+                cfg, flip_pairs,
+            )  # fmt: skip
+            coords[meta["index"].numpy()] = pred
+    return coords
+
+
+def build_model(cfg: CfgNode, is_train: bool, logger: logging.Logger | None = None):
+    """HRNet with the configured joint count; pretrained layers are loaded only for training."""
+    return build_pose_hrnet(cfg, is_train=is_train, logger=logger)
+
+
+def evaluate(
+    cfg: CfgNode, model: torch.nn.Module, table: KeypointTable, device: torch.device
+) -> dict[str, float]:
+    """RMSE of the model on a held-out table, on keypoint-extent boxes."""
+    pred = predict_boxes(model, cfg, table.paths, keypoint_extent_boxes(table.keypoints), device)
+    return {"rmse": rmse(pred, table.keypoints)}
+
+
+def build_stage(
+    cfg: CfgNode,
+    model: torch.nn.Module,
+    train: KeypointTable,
+    val: KeypointTable,
+    device: torch.device,
+) -> Stage:
+    """Plug stage two into the shared epoch loop; validation is RMSE in original pixels on
+    keypoint-extent boxes (as the reference validates)."""
+    kp_set = keypoint_set(cfg.MODEL.NUM_JOINTS)
+    train_set = KeypointDataset(
+        cfg, train.paths, train.keypoints, True,
+        kp_set["flip_pairs"], kp_set["upper_body"], kp_set["lower_body"],
+    )  # fmt: skip
+    criterion = JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT)
+    val_boxes = keypoint_extent_boxes(val.keypoints)
+
+    def train_step(net: torch.nn.Module, batch) -> torch.Tensor:
+        inputs, target, target_weight, _ = batch
+        output = net(inputs.to(device))
+        return criterion(output, target.to(device), target_weight.to(device))
+
+    def validate(net: torch.nn.Module, epoch: int) -> dict[str, float]:
+        pred = predict_boxes(net, cfg, val.paths, val_boxes, device, desc=f"epoch {epoch} val")
+        error = rmse(pred, val.keypoints)
+        return {"metric": error, "rmse": error, "mse": error**2}
+
+    return Stage(
+        model=model,
+        make_train_loader=lambda gen: make_loader(train_set, cfg, train=True, generator=gen),
+        train_step=train_step,
+        validate=validate,
+        metric_name="rmse",
+    )
+
+
+def load_test_boxes(cfg: CfgNode, names: list[str], logger: logging.Logger) -> np.ndarray:
+    """Boxes for the test images: stage one's ``BOX_FILE``; with ``TEST.USE_GT_BBOX`` the
+    ground-truth keypoint extents of ``TRUTH_CSV`` instead, where that file exists (the real
+    competition has none, so the leaderboard config falls back to stage one's boxes)."""
+    truth = load_truth_table(cfg) if cfg.TEST.USE_GT_BBOX else None
+    if truth is not None:
+        by_name = dict(zip(truth.names, keypoint_extent_boxes(truth.keypoints), strict=True))
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} test images have no ground truth in {cfg.DATASET.TRUTH_CSV}, "
+                f"e.g. {missing[:3]}"
+            )
+        logger.info("boxes: ground-truth keypoint extents from %s", cfg.DATASET.TRUTH_CSV)
+        return np.stack([by_name[n] for n in names])
+    if cfg.TEST.USE_GT_BBOX:
+        logger.info("TEST.USE_GT_BBOX: no %s, using stage one's boxes", cfg.DATASET.TRUTH_CSV)
+    box_file = dataset_root(cfg) / cfg.DATASET.BOX_FILE
+    if not box_file.is_file():
+        raise FileNotFoundError(
+            f"no box file {box_file}: run stage one first (python tools/test.py --cfg "
+            "experiments/bbox/<config>.yaml --output_path DIR) and copy DIR/test_annotation.pkl "
+            f"to {box_file}, or run tools/pipeline.py, or set TEST.USE_GT_BBOX True"
+        )
+    records = read_box_annotations(box_file, expected_filenames=names)
+    logger.info("boxes: %s", box_file)
+    return np.array([records[n]["bbox"] for n in names], dtype=np.float64)
+
+
+def load_model_for_test(cfg: CfgNode, output_dir: Path, device: torch.device) -> torch.nn.Module:
+    """The stage-two model from ``TEST.MODEL_FILE`` or ``<output_dir>/model_best.pth``, strictly."""
+    model = build_model(cfg, is_train=False)
+    weights = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else output_dir / BEST_NAME
+    load_state_dict_strict(model, weights)
+    return model.to(device).eval()
+
+
+def run_test(
+    cfg: CfgNode,
+    output_dir: Path,
+    logger: logging.Logger,
+    device: torch.device,
+    images: list[np.ndarray] | None = None,
+) -> Path:
+    """Write ``<output_dir>/result.csv`` with the template's columns and row order."""
+    names = test_image_names(cfg)
+    boxes = load_test_boxes(cfg, names, logger)
+    paths = [dataset_root(cfg) / cfg.DATASET.TEST_IMAGE_DIR / n for n in names]
+    model = load_model_for_test(cfg, output_dir, device)
+    coords = predict_boxes(model, cfg, paths, boxes, device, images=images)
+    kp_names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
+    result = output_dir / "result.csv"
+    write_keypoint_csv(result, names, coords, kp_names)
+    logger.info(
+        "wrote %s: %d images x %d columns (flip test %s)",
+        result, len(names), len(coordinate_columns(kp_names)), cfg.TEST.FLIP_TEST,
+    )  # fmt: skip
+    return result

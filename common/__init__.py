@@ -1,0 +1,1 @@
+"""Shared by both stages: config, seeding, splits, metrics, file formats, gesture classifier."""

@@ -1,0 +1,258 @@
+"""All configuration defaults, in one place.
+
+The keys follow the official HRNet config (so its experiment YAMLs load unchanged) plus the keys
+the competition solution added (RANDOMSEED, TEST_RATIO, INPUT_SIZE, LAMB, GAMMA1/2) and this
+project's own. Experiment files override only what they change; command-line ``opts`` override
+both, as ``KEY VALUE`` pairs.
+
+Convention: ``MODEL.IMAGE_SIZE`` and ``MODEL.HEATMAP_SIZE`` are ``[width, height]`` in every
+stage (the official convention). The reference box stage read them as ``[height, width]``; our
+box experiment files are written in ``[width, height]`` so that they describe the same input.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from yacs.config import CfgNode as CN
+
+_C = CN()
+
+# Which stage a config drives: 'keypoint' (stage two), 'bbox' (stage one) or 'gesture'.
+_C.TASK = "keypoint"
+_C.OUTPUT_DIR = "output"
+_C.LOG_DIR = "log"
+_C.DATA_DIR = ""
+_C.GPUS = (0,)
+_C.WORKERS = 2
+_C.PRINT_FREQ = 20
+_C.AUTO_RESUME = False
+_C.PIN_MEMORY = True
+_C.RANK = 0
+# Keys the competition solution added; RANDOMSEED and TEST_RATIO are used, the others are kept
+# so that its YAMLs load (INPUT_SIZE and LAMB had no effect there either).
+_C.RANDOMSEED = 42
+_C.TEST_RATIO = 0.1
+_C.INPUT_SIZE = 0
+_C.LAMB = 0
+_C.test_option = False
+
+# Reproducibility (common/seed.py).
+_C.CUDNN = CN()
+_C.CUDNN.BENCHMARK = True
+_C.CUDNN.DETERMINISTIC = False
+_C.CUDNN.ENABLED = True
+_C.REPRODUCIBILITY = CN()
+_C.REPRODUCIBILITY.CUBLAS_WORKSPACE_CONFIG = ":16:8"
+_C.REPRODUCIBILITY.DETERMINISTIC_ALGORITHMS = False
+
+_C.MODEL = CN()
+_C.MODEL.NAME = "pose_hrnet"
+_C.MODEL.INIT_WEIGHTS = True
+_C.MODEL.PRETRAINED = ""
+_C.MODEL.NUM_JOINTS = 24
+_C.MODEL.TAG_PER_JOINT = True
+_C.MODEL.TARGET_TYPE = "gaussian"
+_C.MODEL.IMAGE_SIZE = [288, 384]  # [width, height]
+_C.MODEL.HEATMAP_SIZE = [72, 96]  # [width, height]
+_C.MODEL.SIGMA = 3
+_C.MODEL.EXTRA = CN(new_allowed=True)
+# Stage one: 'reference' flattens the heatmaps into one Linear layer (the competition head);
+# 'pooled' regresses normalised corners from pooled multi-resolution features.
+_C.MODEL.BBOX_HEAD = "pooled"
+
+_C.LOSS = CN()
+_C.LOSS.USE_OHKM = False
+_C.LOSS.TOPK = 8
+# The reference config said true but its code ignored it; False reproduces the reference.
+_C.LOSS.USE_TARGET_WEIGHT = False
+_C.LOSS.USE_DIFFERENT_JOINTS_WEIGHT = False
+
+_C.DATASET = CN()
+_C.DATASET.ROOT = "data/synthetic/motion"
+_C.DATASET.DATASET = "coco"
+_C.DATASET.TRAIN_SET = "train"
+_C.DATASET.TEST_SET = "test"
+_C.DATASET.DATA_FORMAT = "jpg"
+_C.DATASET.HYBRID_JOINTS_TYPE = ""
+_C.DATASET.SELECT_DATA = False
+_C.DATASET.FLIP = True
+_C.DATASET.SCALE_FACTOR = 0.25
+_C.DATASET.ROT_FACTOR = 30
+_C.DATASET.PROB_HALF_BODY = 0.0
+_C.DATASET.NUM_JOINTS_HALF_BODY = 8
+_C.DATASET.COLOR_RGB = False
+# Project keys.
+_C.DATASET.GROUP_SPLIT = False  # split by subject id so one sequence never straddles splits
+_C.DATASET.DROP_ROWS = []  # positional rows of TRAIN_CSV to drop
+# Also drop the 104 rows the reference never trained on (its delete_list; real data only).
+_C.DATASET.DROP_REFERENCE_ROWS = False
+_C.DATASET.SKIP_BAD_IMAGES = False  # skip unreadable images and list them, instead of stopping
+# Where a stage finds its files under ROOT. Image names in the CSVs may include subfolders
+# (the hand configs use the gesture frames, ``<folder>/<n>.png``).
+_C.DATASET.TRAIN_CSV = "train_df.csv"
+_C.DATASET.TEST_CSV = "sample_submission.csv"  # its ``image`` column fixes the test rows
+_C.DATASET.TRUTH_CSV = "test_df.csv"  # ground truth for the test images, when known
+_C.DATASET.TRAIN_IMAGE_DIR = "images/train_imgs"
+_C.DATASET.TEST_IMAGE_DIR = "images/test_imgs"
+_C.DATASET.BOX_FILE = "annotations/test_annotation.pkl"
+
+_C.TRAIN = CN()
+_C.TRAIN.LR_FACTOR = 0.1
+_C.TRAIN.LR_STEP = [90, 110]
+_C.TRAIN.LR = 0.001
+_C.TRAIN.OPTIMIZER = "adam"
+_C.TRAIN.MOMENTUM = 0.9
+_C.TRAIN.WD = 0.0001
+_C.TRAIN.NESTEROV = False
+_C.TRAIN.GAMMA1 = 0.99
+_C.TRAIN.GAMMA2 = 0.0
+_C.TRAIN.BEGIN_EPOCH = 0
+_C.TRAIN.END_EPOCH = 140
+_C.TRAIN.RESUME = False
+_C.TRAIN.CHECKPOINT = ""
+_C.TRAIN.BATCH_SIZE_PER_GPU = 32
+_C.TRAIN.SHUFFLE = True
+# The reference passed no weight decay to Adam; True applies TRAIN.WD.
+_C.TRAIN.USE_WD = False
+_C.TRAIN.AMP = False
+
+_C.TEST = CN()
+_C.TEST.BATCH_SIZE_PER_GPU = 32
+_C.TEST.FLIP_TEST = False
+_C.TEST.POST_PROCESS = False
+_C.TEST.SHIFT_HEATMAP = False
+_C.TEST.USE_GT_BBOX = False
+_C.TEST.MODEL_FILE = ""
+# Inference backend: 'torch' (plain), 'fused' (BN folded into convs, channels-last) or
+# 'onnxruntime' (CPU); ONNX_FILE names an exported model to use instead of exporting anew.
+_C.TEST.BACKEND = "torch"
+_C.TEST.ONNX_FILE = ""
+# Official COCO keys, accepted and unused.
+_C.TEST.IMAGE_THRE = 0.1
+_C.TEST.NMS_THRE = 0.6
+_C.TEST.SOFT_NMS = False
+_C.TEST.OKS_THRE = 0.5
+_C.TEST.IN_VIS_THRE = 0.0
+_C.TEST.COCO_BBOX_FILE = ""
+_C.TEST.BBOX_THRE = 1.0
+
+_C.DEBUG = CN()
+_C.DEBUG.DEBUG = False
+_C.DEBUG.SAVE_BATCH_IMAGES_GT = False
+_C.DEBUG.SAVE_BATCH_IMAGES_PRED = False
+_C.DEBUG.SAVE_HEATMAPS_GT = False
+_C.DEBUG.SAVE_HEATMAPS_PRED = False
+# Project key: how many validation images training draws as prediction pictures each epoch.
+_C.DEBUG.NUM_SAMPLE_IMAGES = 4
+
+# Gesture classifier (common/gesture/). The data lives under DATASET.ROOT as the competition
+# ships it: DATASET.TRAIN_IMAGE_DIR/<folder>/<n>.png with <folder>.json, DATASET.TEST_IMAGE_DIR,
+# DATASET.TEST_CSV (sample_submission.csv: row order and class columns), DATASET.TRUTH_CSV
+# (test_answer.csv of the synthetic set, scored when present). Margins are in pixels of a
+# GESTURE.REFERENCE_WIDTH-wide image and scale with each image's own width.
+_C.GESTURE = CN()
+_C.GESTURE.POSE_CSV = "hand_gesture_pose.csv"  # pose table under DATASET.ROOT
+_C.GESTURE.REFERENCE_WIDTH = 1920  # the width the pixel margins and thresholds refer to
+# Where test keypoints (crops and refiner) come from: 'json' = test/<f>/<f>.json,
+# 'stages' = stage two's result.csv on the hand tables (see common/gesture/hand_keypoints.py).
+_C.GESTURE.KEYPOINT_SOURCE = "json"
+_C.GESTURE.STAGE_RESULT_CSV = ""  # path of that result.csv when KEYPOINT_SOURCE is 'stages'
+# Model: any timm model name. Never downloaded; PRETRAINED may name a local weight file.
+_C.GESTURE.BACKBONE = "regnety_040"
+_C.GESTURE.PRETRAINED = ""
+_C.GESTURE.DROP_PATH_RATE = 0.2
+_C.GESTURE.IMAGE_SIZE = 288  # square network input
+# Crops: keypoint extent +- MARGIN, BOTTOM_MARGIN more below (the wrist), then EXTRA_MARGIN on
+# each side (training: each side with probability RANDOM_MARGIN_PROB; evaluation: always).
+_C.GESTURE.MARGIN = 50.0
+_C.GESTURE.BOTTOM_MARGIN = 100.0
+_C.GESTURE.EXTRA_MARGIN = 50.0
+_C.GESTURE.RANDOM_MARGIN_PROB = 0.5
+_C.GESTURE.FLIP_PROB = 0.3  # mirror a crop and swap its class to the left/right partner
+_C.GESTURE.AUGMENT = True  # RandomAffine(20) + RandomPerspective() as the reference
+# Flip mapping: pose ids left out, and [pose_id, name] renames splitting classes that share a
+# name (reference: exclude [49]; 129/154 -> '약속 1', 124/149 -> '약속 2').
+_C.GESTURE.FLIP_EXCLUDE_IDS = []
+_C.GESTURE.FLIP_NAME_OVERRIDES = []
+# Data cleaning: training frames left out ("<folder>/<n>", reference ["0/9"]) and
+# [folder, x_min, y_min, x_max, y_max] regions whose points are ignored for crops (reference:
+# folders 475 and 543, x < 250 and y > 800, or x > 1400 and y < 400).
+_C.GESTURE.DROP_FRAMES = []
+_C.GESTURE.IGNORE_POINT_REGIONS = []
+# Splits: StratifiedKFold(NUM_FOLDS, shuffle, RANDOMSEED) per frame; GROUP_SPLIT keeps each
+# folder in one fold (StratifiedGroupKFold). FOLDS are trained, and ensembled at test time.
+_C.GESTURE.NUM_FOLDS = 5
+_C.GESTURE.FOLDS = [0, 1, 2, 3, 4]
+_C.GESTURE.GROUP_SPLIT = False
+# Recipe: linear warm-up to WARMUP_LR over WARMUP_EPOCHS, then OneCycle (peak MAX_LR) over the
+# remaining epochs, both per iteration. The reference used torch_optimizer.Lamb; 'adamw'
+# (default), 'adam' and 'sgd' are offered instead.
+_C.GESTURE.OPTIMIZER = "adamw"
+_C.GESTURE.WEIGHT_DECAY = 1e-3
+_C.GESTURE.WARMUP_EPOCHS = 5
+_C.GESTURE.WARMUP_LR = 5e-6
+_C.GESTURE.MAX_LR = 1e-3
+_C.GESTURE.EPOCHS = 50
+_C.GESTURE.BATCH_SIZE = 16
+_C.GESTURE.PATIENCE = 50  # epochs without a lower validation loss before stopping
+_C.GESTURE.GRAD_CLIP = 0.0  # max gradient norm; 0 = no clipping
+_C.GESTURE.AMP = True  # mixed precision, used only when CUDA is present
+# Rule-based refiner for confusable pairs. PAIRS: [static_id, moving_id, statistic, group];
+# statistic 'tip_x_range' (x of the topmost point, max - min over frames) or 'max_x_range'
+# (max x over points, max - min over frames). Pairs of one group share a threshold: the largest
+# static-class value (after dropping values above Q3 + OUTLIER_IQR * IQR; 0 = keep all) plus
+# MARGIN. MODE 'onehot' (reference) or 'pair_mass' (the pair's probability moves to the choice).
+_C.GESTURE.REFINER = CN()
+_C.GESTURE.REFINER.ENABLED = True
+_C.GESTURE.REFINER.MODE = "onehot"
+_C.GESTURE.REFINER.MARGIN = 5.0
+_C.GESTURE.REFINER.OUTLIER_IQR = 3.0
+_C.GESTURE.REFINER.PAIRS = [
+    [0, 42, "tip_x_range", "index"],
+    [10, 67, "tip_x_range", "index"],
+    [100, 142, "tip_x_range", "index"],
+    [110, 167, "tip_x_range", "index"],
+    [146, 163, "max_x_range", "fist"],
+    [171, 191, "max_x_range", "fist"],
+]
+
+
+def get_defaults() -> CN:
+    """A fresh copy of the defaults."""
+    return _C.clone()
+
+
+def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = None) -> CN:
+    """Defaults, then the experiment file, then ``KEY VALUE`` overrides; frozen."""
+    cfg = get_defaults()
+    if cfg_file:
+        path = Path(cfg_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            cfg.merge_from_file(str(path))
+        except (AssertionError, KeyError) as exc:
+            raise KeyError(f"{path}: {exc}; see common/config.py for the keys") from None
+    if opts:
+        if len(opts) % 2:
+            raise ValueError(f"overrides must be KEY VALUE pairs, got an odd list: {opts}")
+        try:
+            cfg.merge_from_list(list(opts))
+        except AssertionError as exc:  # yacs asserts on unknown keys
+            raise KeyError(f"override {exc}; see common/config.py for the keys") from None
+    cfg.freeze()
+    return cfg
+
+
+def str2bool(value: str | bool) -> bool:
+    """Parse the reference's ``--test_option True/False`` without eval."""
+    if isinstance(value, bool):
+        return value
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")

@@ -1,0 +1,115 @@
+"""Hand keypoints from the two HRNet stages, for test clips that come without keypoint JSON.
+
+:func:`export_hand_tables` writes, under the gesture data root, the two tables the stage tools
+read: ``hand_train_df.csv`` (every annotated one-hand training frame) and
+``hand_test_list.csv`` (every test frame, coordinates 0). Both have the column ``image`` =
+``<folder>/<n>.png`` and 42 columns ``<name>_x, <name>_y`` in the order of
+``common.keypoints.HAND_KEYPOINTS`` (the JSON point order). Train and predict the stages on them
+with these overrides (for tools/train.py and tools/test.py, both stages)::
+
+    DATASET.ROOT <root> DATASET.TRAIN_CSV hand_train_df.csv DATASET.TEST_CSV hand_test_list.csv
+    DATASET.TRAIN_IMAGE_DIR train DATASET.TEST_IMAGE_DIR test MODEL.NUM_JOINTS 21
+
+Stage two's ``result.csv`` (same columns, one row per test frame) is then read back by
+:func:`read_stage_keypoints`; the gesture config selects it with
+``GESTURE.KEYPOINT_SOURCE stages GESTURE.STAGE_RESULT_CSV <path of result.csv>``. Two-hand
+(42-point) training frames are left out of the hand table; at test time a stage predicts one
+hand per frame, so two-hand clips are cropped and refined on that one hand.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from common.gesture.data import POINTS_PER_HAND, GestureDataError, read_clips
+from common.io import atomic_path
+from common.keypoints import HAND_KEYPOINTS, coordinate_columns
+
+TRAIN_TABLE_NAME = "hand_train_df.csv"
+TEST_TABLE_NAME = "hand_test_list.csv"
+_IMAGE_NAME = re.compile(r"^(?:.*[\\/])?([^\\/]+)[\\/](\d+)\.png$")
+
+
+def _write_table(path: Path, images: list[str], coords: np.ndarray) -> None:
+    table = pd.DataFrame(coords, columns=coordinate_columns(HAND_KEYPOINTS))
+    table.insert(0, "image", images)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def export_hand_tables(
+    gesture_root: Path, train_dir: str = "train", test_dir: str = "test"
+) -> tuple[Path, Path]:
+    """Write ``hand_train_df.csv`` and ``hand_test_list.csv`` under ``gesture_root``."""
+    gesture_root = Path(gesture_root)
+    names: list[str] = []
+    rows: list[np.ndarray] = []
+    for clip in read_clips(gesture_root / train_dir, "train"):
+        for frame_path, points in zip(clip.frame_paths, clip.keypoints or (), strict=True):
+            if len(points) == POINTS_PER_HAND:
+                names.append(f"{clip.folder}/{frame_path.name}")
+                rows.append(points.reshape(-1))
+    if not rows:
+        raise GestureDataError(f"{gesture_root / train_dir}: no one-hand (21-point) frames")
+    train_path = gesture_root / TRAIN_TABLE_NAME
+    _write_table(train_path, names, np.stack(rows))
+    test_names = [
+        f"{clip.folder}/{frame_path.name}"
+        for clip in read_clips(gesture_root / test_dir, "test")
+        for frame_path in clip.frame_paths
+    ]
+    test_path = gesture_root / TEST_TABLE_NAME
+    _write_table(test_path, test_names, np.zeros((len(test_names), 2 * POINTS_PER_HAND)))
+    return train_path, test_path
+
+
+def read_stage_keypoints(result_csv: str | Path) -> dict[str, np.ndarray]:
+    """{folder: (frames, 21, 2)} from a stage-two result.csv on ``<folder>/<n>.png`` images.
+
+    Frames of each folder must be 0..N-1 without gaps (as the clip folders are).
+    """
+    result_csv = Path(result_csv)
+    if not result_csv.is_file():
+        raise FileNotFoundError(f"stage keypoint file not found: {result_csv}")
+    table = pd.read_csv(result_csv, dtype={"image": str})
+    columns = coordinate_columns(HAND_KEYPOINTS)
+    missing = [c for c in ["image", *columns] if c not in table.columns]
+    if missing:
+        raise GestureDataError(
+            f"{result_csv}: missing columns {missing[:6]} (a hand result "
+            f"has image + {len(columns)} coordinate columns)"
+        )
+    values = table[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.argwhere(~np.isfinite(values))
+    if len(bad):
+        row, col = bad[0]
+        raise GestureDataError(
+            f"{result_csv}: row {row + 2}, column {columns[col]}: "
+            f"expected a number, got {table[columns[col]].iloc[row]!r}"
+        )
+    frames: dict[str, dict[int, np.ndarray]] = {}
+    for row, image in enumerate(table["image"]):
+        match = _IMAGE_NAME.match(str(image))
+        if match is None:
+            raise GestureDataError(
+                f"{result_csv}: row {row + 2}, column image: expected "
+                f"<folder>/<n>.png, got {image!r}"
+            )
+        folder, number = match.group(1), int(match.group(2))
+        if number in frames.setdefault(folder, {}):
+            raise GestureDataError(f"{result_csv}: row {row + 2}: {image} appears twice")
+        frames[folder][number] = values[row].reshape(POINTS_PER_HAND, 2)
+    keypoints = {}
+    for folder, by_number in frames.items():
+        numbers = sorted(by_number)
+        if numbers != list(range(len(numbers))):
+            missing_frames = sorted(set(range(numbers[-1] + 1)) - set(numbers))
+            raise GestureDataError(
+                f"{result_csv}: folder {folder} lacks frames {missing_frames[:10]}"
+            )
+        keypoints[folder] = np.stack([by_number[n] for n in numbers])
+    return keypoints

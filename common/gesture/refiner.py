@@ -1,0 +1,255 @@
+"""Rule-based refiner for class pairs one frame cannot tell apart, decided by motion.
+
+A raised index finger (static) and a wagging one look the same in any single frame, as do a
+held fist and a fist pushed toward the camera. Over a clip they differ in how much the keypoints
+move, so when the classifier's top class is either member of such a pair, a statistic of the
+clip's keypoints picks the member:
+
+* ``tip_x_range`` (the reference's ver1): per frame, the x of the topmost point (smallest y,
+  the index tip); the statistic is max - min over the frames.
+* ``max_x_range`` (ver2): per frame, the largest x over all points; max - min over the frames.
+
+Statistics are expressed in pixels of a ``reference_width``-wide image (value * reference_width /
+image width), so one threshold serves any image size; with 1920-wide frames they equal the
+reference's numbers. A threshold is the largest value among the static classes' training clips
+plus a margin (reference: 5 px); the fit first drops static values above Q3 + k * IQR of the
+static values (k = ``outlier_iqr``; only with at least 4 values), which removes clips such as the
+reference's folder 596 (a fist that opens) that it excluded by hand. Pairs sharing a ``group``
+share one threshold fitted on their pooled static clips (the reference used one threshold for
+all four number-one/wag pairs and one for both fist pairs).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.io import atomic_write_text
+
+THRESHOLDS_NAME = "refiner_thresholds.json"
+MODES = ("onehot", "pair_mass")
+
+
+def tip_x_range(frames: Sequence[np.ndarray]) -> float:
+    """max - min over frames of the x of each frame's topmost point."""
+    xs = [float(points[np.argmin(points[:, 1]), 0]) for points in frames]
+    return max(xs) - min(xs)
+
+
+def max_x_range(frames: Sequence[np.ndarray]) -> float:
+    """max - min over frames of each frame's largest x."""
+    xs = [float(points[:, 0].max()) for points in frames]
+    return max(xs) - min(xs)
+
+
+STATISTICS = {"tip_x_range": tip_x_range, "max_x_range": max_x_range}
+
+
+@dataclass(frozen=True)
+class RefinerPair:
+    static_id: int
+    moving_id: int
+    statistic: str
+    group: str
+
+
+@dataclass
+class GroupThreshold:
+    """A fitted threshold and what it was fitted on (saved to JSON for inspection)."""
+
+    group: str
+    statistic: str
+    threshold: float
+    static_max: float
+    static_values: list[float]
+    excluded_static_values: list[float]
+    moving_values: list[float]
+
+
+def parse_pairs(
+    entries: Sequence[Sequence], class_ids: Sequence[int]
+) -> tuple[list[RefinerPair], list[str]]:
+    """Config entries ``[static_id, moving_id, statistic, group]`` as pairs whose two ids are
+    both classes; the others are returned as notes (a data set may lack some classes)."""
+    classes = {int(c) for c in class_ids}
+    pairs: list[RefinerPair] = []
+    notes: list[str] = []
+    seen: dict[int, RefinerPair] = {}
+    for entry in entries:
+        if len(entry) != 4:
+            raise ValueError(
+                f"refiner pair must be [static_id, moving_id, statistic, group], got {entry!r}"
+            )
+        pair = RefinerPair(int(entry[0]), int(entry[1]), str(entry[2]), str(entry[3]))
+        if pair.statistic not in STATISTICS:
+            raise ValueError(f"refiner pair {entry!r}: statistic must be one of {list(STATISTICS)}")
+        if pair.static_id not in classes or pair.moving_id not in classes:
+            notes.append(
+                f"refiner pair {pair.static_id}/{pair.moving_id} skipped: "
+                "not both ids are classes of this data"
+            )
+            continue
+        for pose_id in (pair.static_id, pair.moving_id):
+            if pose_id in seen:
+                raise ValueError(
+                    f"pose id {pose_id} is in two refiner pairs: {seen[pose_id]} and {pair}"
+                )
+            seen[pose_id] = pair
+        pairs.append(pair)
+    statistic_of_group: dict[str, str] = {}
+    for pair in pairs:
+        if statistic_of_group.setdefault(pair.group, pair.statistic) != pair.statistic:
+            raise ValueError(f"refiner group {pair.group!r} mixes statistics")
+    return pairs, notes
+
+
+def clip_statistic(
+    name: str, frames: Sequence[np.ndarray], image_width: float, reference_width: float
+) -> float:
+    """A statistic of one clip's (K, 2) keypoint frames, in reference-width pixels."""
+    if len(frames) == 0:
+        raise ValueError("a clip statistic needs at least one frame")
+    return STATISTICS[name](frames) * float(reference_width) / float(image_width)
+
+
+def _outlier_cutoff(values: np.ndarray, outlier_iqr: float) -> float:
+    if outlier_iqr <= 0 or len(values) < 4:
+        return float("inf")
+    q1, q3 = np.percentile(values, [25, 75])
+    return float(q3 + outlier_iqr * (q3 - q1))
+
+
+def fit_thresholds(
+    pairs: Sequence[RefinerPair],
+    clip_pose_ids: Sequence[int],
+    clip_stat_values: Sequence[dict[str, float]],
+    margin: float,
+    outlier_iqr: float,
+) -> dict[str, GroupThreshold]:
+    """Per group: largest static-class value (outliers dropped) + margin.
+
+    ``clip_stat_values[i]`` holds clip i's value of each statistic (reference-width pixels).
+    Groups without a static clip get no threshold (and are then left alone at inference).
+    """
+    fitted: dict[str, GroupThreshold] = {}
+    for group in sorted({pair.group for pair in pairs}):
+        members = [pair for pair in pairs if pair.group == group]
+        statistic = members[0].statistic
+        static_ids = {pair.static_id for pair in members}
+        moving_ids = {pair.moving_id for pair in members}
+        static = np.array(
+            [
+                stats[statistic]
+                for pose_id, stats in zip(clip_pose_ids, clip_stat_values, strict=True)
+                if pose_id in static_ids
+            ],
+            dtype=np.float64,
+        )
+        moving = [
+            float(stats[statistic])
+            for pose_id, stats in zip(clip_pose_ids, clip_stat_values, strict=True)
+            if pose_id in moving_ids
+        ]
+        if static.size == 0:
+            continue
+        cutoff = _outlier_cutoff(static, outlier_iqr)
+        kept = static[static <= cutoff]
+        fitted[group] = GroupThreshold(
+            group=group,
+            statistic=statistic,
+            threshold=float(kept.max() + margin),
+            static_max=float(kept.max()),
+            static_values=sorted(float(v) for v in kept),
+            excluded_static_values=sorted(float(v) for v in static[static > cutoff]),
+            moving_values=sorted(moving),
+        )
+    return fitted
+
+
+def save_thresholds(
+    path: str | Path,
+    thresholds: dict[str, GroupThreshold],
+    pairs: Sequence[RefinerPair],
+    reference_width: float,
+    margin: float,
+    outlier_iqr: float,
+) -> Path:
+    """Write the fitted thresholds, the pairs and the fit settings as JSON, atomically."""
+    content = {
+        "reference_width": reference_width,
+        "margin": margin,
+        "outlier_iqr": outlier_iqr,
+        "pairs": [asdict(pair) for pair in pairs],
+        "groups": {group: asdict(fit) for group, fit in thresholds.items()},
+    }
+    path = Path(path)
+    atomic_write_text(path, json.dumps(content, indent=1, ensure_ascii=False))
+    return path
+
+
+def load_thresholds(path: str | Path) -> tuple[list[RefinerPair], dict[str, GroupThreshold], float]:
+    """(pairs, thresholds, reference_width) from :func:`save_thresholds`'s file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"refiner thresholds not found: {path} (written by training)")
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+        pairs = [RefinerPair(**entry) for entry in content["pairs"]]
+        thresholds = {group: GroupThreshold(**fit) for group, fit in content["groups"].items()}
+        reference_width = float(content["reference_width"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a refiner thresholds file ({exc})") from exc
+    return pairs, thresholds, reference_width
+
+
+def refine(
+    probabilities: np.ndarray,
+    class_ids: Sequence[int],
+    frames: Sequence[np.ndarray],
+    image_width: float,
+    pairs: Sequence[RefinerPair],
+    thresholds: dict[str, GroupThreshold],
+    reference_width: float,
+    mode: str = "onehot",
+) -> tuple[np.ndarray, dict | None]:
+    """Apply the rule to one clip's class probabilities.
+
+    If the top class is a member of a pair with a fitted threshold, the clip's statistic picks
+    static (value < threshold) or moving. ``onehot`` (reference) returns a one-hot vector on the
+    choice; ``pair_mass`` moves the pair's combined probability onto the choice and keeps the
+    other classes. Returns the new probabilities and the decision (None when untouched).
+    """
+    if mode not in MODES:
+        raise ValueError(f"refiner mode must be one of {MODES}, got {mode!r}")
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    ids = [int(c) for c in class_ids]
+    top_id = ids[int(np.argmax(probabilities))]
+    pair = next((p for p in pairs if top_id in (p.static_id, p.moving_id)), None)
+    if pair is None or pair.group not in thresholds:
+        return probabilities, None
+    threshold = thresholds[pair.group].threshold
+    value = clip_statistic(pair.statistic, frames, image_width, reference_width)
+    chosen = pair.static_id if value < threshold else pair.moving_id
+    static_index, moving_index = ids.index(pair.static_id), ids.index(pair.moving_id)
+    chosen_index = ids.index(chosen)
+    if mode == "onehot":
+        refined = np.zeros_like(probabilities)
+        refined[chosen_index] = 1.0
+    else:
+        refined = probabilities.copy()
+        mass = refined[static_index] + refined[moving_index]
+        refined[static_index] = refined[moving_index] = 0.0
+        refined[chosen_index] = mass
+    decision = {
+        "group": pair.group,
+        "statistic": pair.statistic,
+        "value": value,
+        "threshold": threshold,
+        "top_id": top_id,
+        "chosen_id": chosen,
+    }
+    return refined, decision

@@ -1,0 +1,225 @@
+"""The epoch loop both stages share: optimiser, LR steps, exact resume, best-epoch keeping.
+
+A stage supplies a :class:`Stage` (its model, how to build one epoch's loader, how to train one
+batch and how to validate); this module owns everything around it, so the two stages checkpoint,
+resume and fail the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+from yacs.config import CfgNode
+
+from common.checkpoint import (
+    BEST_NAME,
+    CHECKPOINT_NAME,
+    FINAL_NAME,
+    load_training_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_atomic,
+)
+from common.distributed import (
+    average,
+    barrier,
+    is_main_process,
+    train_sampler,
+    unwrap_model,
+    wrap_model,
+)
+from common.seed import epoch_generator, seed_worker
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class Stage:
+    """What a stage plugs into :func:`fit`.
+
+    ``train_step(model, batch)`` returns the loss tensor of one batch. ``validate(model, epoch)``
+    returns a dict with at least ``metric`` (lower is better), logged and written to TensorBoard.
+    """
+
+    model: nn.Module
+    make_train_loader: Callable[[torch.Generator], DataLoader]
+    train_step: Callable[[nn.Module, Any], torch.Tensor]
+    validate: Callable[[nn.Module, int], dict[str, float]]
+    metric_name: str
+    after_validation: Callable[[nn.Module, int, dict[str, float], Any], None] | None = None
+
+
+def make_loader(
+    dataset, cfg: CfgNode, train: bool, generator: torch.Generator | None = None
+) -> DataLoader:
+    """The DataLoader of either stage. Training batches are shuffled by the epoch's
+    generator (and sharded across processes under torchrun); test batches keep their order."""
+    sampler = train_sampler(dataset, generator) if train else None
+    return DataLoader(
+        dataset,
+        batch_size=cfg.TRAIN.BATCH_SIZE_PER_GPU if train else cfg.TEST.BATCH_SIZE_PER_GPU,
+        shuffle=train and cfg.TRAIN.SHUFFLE and sampler is None,
+        sampler=sampler,
+        num_workers=cfg.WORKERS,
+        worker_init_fn=seed_worker,
+        generator=generator,
+        pin_memory=cfg.PIN_MEMORY and torch.cuda.is_available(),
+    )
+
+
+def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam as the reference (no weight decay unless ``TRAIN.USE_WD``), or SGD."""
+    weight_decay = cfg.TRAIN.WD if cfg.TRAIN.USE_WD else 0.0
+    name = cfg.TRAIN.OPTIMIZER.lower()
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.TRAIN.LR, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=cfg.TRAIN.LR,
+            momentum=cfg.TRAIN.MOMENTUM,
+            weight_decay=weight_decay,
+            nesterov=cfg.TRAIN.NESTEROV,
+        )
+    raise ValueError(f"TRAIN.OPTIMIZER must be 'adam' or 'sgd', got {cfg.TRAIN.OPTIMIZER!r}")
+
+
+def build_scheduler(cfg: CfgNode, optimizer: torch.optim.Optimizer):
+    """The reference's LR steps: it stepped MultiStepLR at the start of every epoch, so epoch
+    ``e`` (0-based) ran at ``LR * factor**#{m : m <= e + 1}``. Milestones ``m - 1`` stepped at
+    the end of each epoch give the same rates without stepping before the optimiser.
+    """
+    milestones = [max(int(m) - 1, 1) for m in cfg.TRAIN.LR_STEP]
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, cfg.TRAIN.LR_FACTOR)
+
+
+def _metric_is_better(value: float, best: float) -> bool:
+    return value <= best  # the reference keeps the later epoch on a tie
+
+
+def fit(
+    cfg: CfgNode,
+    stage: Stage,
+    output_dir: Path,
+    logger: logging.Logger,
+    writer=None,
+    device: torch.device | None = None,
+) -> dict[str, Any]:
+    """Train from ``TRAIN.BEGIN_EPOCH`` (or the checkpoint, with ``AUTO_RESUME``) to
+    ``TRAIN.END_EPOCH``. Writes ``checkpoint.pth`` every epoch, ``model_best.pth`` when the
+    validation metric is at least as good as the best so far, and ``final_state.pth`` at the end.
+    """
+    device = device or torch.device("cpu")
+    model = stage.model.to(device)
+    optimizer = build_optimizer(cfg, model)
+    main = is_main_process()
+    scheduler = build_scheduler(cfg, optimizer)
+    use_amp = bool(cfg.TRAIN.AMP) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    begin_epoch = cfg.TRAIN.BEGIN_EPOCH
+    best_perf, best_epoch = math.inf, -1
+
+    checkpoint_path = output_dir / CHECKPOINT_NAME
+    if cfg.AUTO_RESUME and checkpoint_path.exists():
+        checkpoint = load_training_checkpoint(checkpoint_path)
+        model.load_state_dict(checkpoint["state_dict"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        if "scaler" in checkpoint and use_amp:
+            scaler.load_state_dict(checkpoint["scaler"])
+        if "rng" in checkpoint:
+            restore_rng_state(checkpoint["rng"])
+        begin_epoch = int(checkpoint["epoch"])
+        best_perf, best_epoch = float(checkpoint["best_perf"]), int(checkpoint["best_epoch"])
+        logger.info(
+            "resumed from %s: epoch %d of %d, best %s %.4f (epoch %d)",
+            checkpoint_path, begin_epoch, cfg.TRAIN.END_EPOCH, stage.metric_name,
+            best_perf, best_epoch,
+        )  # fmt: skip
+
+    net = wrap_model(model, device)  # DDP under torchrun; the checkpoints hold the bare model
+    history: list[dict[str, float]] = []
+    for epoch in range(begin_epoch, cfg.TRAIN.END_EPOCH):
+        # Each epoch's randomness depends only on (seed, epoch), so a resume replays it exactly.
+        torch.manual_seed(cfg.RANDOMSEED * 1000003 + epoch)
+        loader = stage.make_train_loader(epoch_generator(cfg.RANDOMSEED, epoch))
+        lr = optimizer.param_groups[0]["lr"]
+        net.train()
+        running, count = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True,
+                   disable=not main)  # fmt: skip
+        for batch in bar:
+            with torch.autocast(device.type, enabled=use_amp):
+                loss = stage.train_step(net, batch)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss is {loss.item()} at epoch {epoch}, batch {count}: training stopped; "
+                    f"the last good checkpoint ({checkpoint_path}) is kept"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            running += loss.item()
+            count += 1
+            bar.set_postfix(loss=f"{running / count:.5f}")
+        bar.close()
+        scheduler.step()
+        train_loss = average(running / max(count, 1))
+        if not main:  # validation, checkpoints and logs belong to the first process
+            barrier()
+            continue
+
+        model.eval()
+        with torch.no_grad():
+            metrics = stage.validate(unwrap_model(net), epoch)
+        value = float(metrics["metric"])
+        is_best = _metric_is_better(value, best_perf)
+        if is_best:
+            best_perf, best_epoch = value, epoch
+            save_atomic(model.state_dict(), output_dir / BEST_NAME)
+        state = {
+            "epoch": epoch + 1,
+            "model": cfg.MODEL.NAME,
+            "state_dict": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng_state(),
+            "best_perf": best_perf,
+            "best_epoch": best_epoch,
+            "perf": value,
+        }
+        save_atomic(state, checkpoint_path)
+        logger.info(
+            "epoch %d lr %.2e train loss %.6f val %s %.4f%s",
+            epoch, lr, train_loss, stage.metric_name, value, " (best)" if is_best else "",
+        )  # fmt: skip
+        if writer is not None:
+            writer.add_scalar("train/loss", train_loss, epoch)
+            writer.add_scalar("train/lr", lr, epoch)
+            for key, val in metrics.items():
+                if isinstance(val, (int, float)):
+                    writer.add_scalar(f"valid/{key}", val, epoch)
+            writer.flush()
+        if stage.after_validation is not None:
+            stage.after_validation(model, epoch, metrics, writer)
+        history.append({"epoch": epoch, "train_loss": train_loss, **{
+            k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
+        barrier()
+
+    if main:
+        save_atomic(model.state_dict(), output_dir / FINAL_NAME)
+    logger.info("best %s %.4f at epoch %d", stage.metric_name, best_perf, best_epoch)
+    return {"best_perf": best_perf, "best_epoch": best_epoch, "history": history}

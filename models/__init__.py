@@ -1,0 +1,1 @@
+"""HRNet models and checkpoint loading."""

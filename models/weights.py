@@ -1,0 +1,245 @@
+"""Reading checkpoints and loading them into models, with reports instead of silent surprises.
+
+Training starts from a pretrained file that rarely matches exactly (COCO has 17 joints, ImageNet
+files carry classifier modules): ``load_pretrained`` loads what fits and says what it skipped.
+Testing must use exactly the trained weights: ``load_state_dict_strict`` refuses any difference
+and says which config key to check.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+_LOG = logging.getLogger(__name__)
+# Wrappers around a state dict, in the order they are tried (official checkpoint.pth,
+# then other trainers' dicts).
+_WRAPPER_KEYS = ("state_dict", "model")
+_SHOWN = 10  # key names listed per kind in error messages
+
+
+class CheckpointError(ValueError):
+    """A file (or object) is not a readable state dict."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A state dict does not fit the model exactly."""
+
+
+def _numpy_globals() -> list:
+    """Numeric numpy scalars and arrays (training checkpoints store metrics as numpy values).
+
+    Both numpy 2's and numpy 1's module paths, so that older files load too. No other class
+    becomes loadable.
+    """
+    core = np._core.multiarray
+    allowed: list = [np.ndarray, np.dtype]
+    allowed += sorted({type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"}, key=str)
+    for name in ("scalar", "_reconstruct"):
+        function = getattr(core, name)
+        allowed += [function, (function, f"numpy.core.multiarray.{name}")]
+    return allowed
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    return (isinstance(obj, Mapping) and len(obj) > 0
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()))
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, Mapping):
+        keys = [repr(k) for k in list(obj)[:_SHOWN]]
+        more = f" and {len(obj) - _SHOWN} more" if len(obj) > _SHOWN else ""
+        return (f"a dict with {len(obj)} keys [{', '.join(keys)}{more}] and no state dict of "
+                f"tensors in it")
+    if isinstance(obj, torch.Tensor):
+        return f"a single tensor of shape {tuple(obj.shape)}"
+    if isinstance(obj, list | tuple):
+        return f"a {type(obj).__name__} of {len(obj)} items"
+    return f"an object of type {type(obj).__name__}"
+
+
+def _as_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
+    """Unwrap ``{'state_dict': ...}`` / ``{'model': ...}`` and drop DataParallel's 'module.'."""
+    if not _is_tensor_dict(obj) and isinstance(obj, Mapping):
+        for key in _WRAPPER_KEYS:
+            if _is_tensor_dict(obj.get(key)):
+                obj = obj[key]
+                break
+    if not _is_tensor_dict(obj):
+        raise CheckpointError(
+            f"{source}: expected a state dict (parameter names -> tensors), found "
+            f"{_describe(obj)}")
+    state = {key.removeprefix("module."): tensor for key, tensor in obj.items()}
+    if len(state) != len(obj):
+        raise CheckpointError(f"{source}: keys clash once the 'module.' prefix is removed")
+    return state
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A checkpoint file's parameters as a plain ``{name: tensor}`` dict on the CPU.
+
+    Only tensors and plain containers are unpickled (``weights_only``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint of tensors ({type(err).__name__}: "
+            f"{_load_error_reason(err)})") from err
+    return _as_state_dict(obj, str(path))
+
+
+def _load_error_reason(err: Exception) -> str:
+    """The informative part of torch.load's message, without its advice to unpickle freely."""
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+        text = text.split("Check the documentation", 1)[0]
+        text = text.split(" Please use `torch.serialization", 1)[0]
+    return " ".join(text.split())[:300]
+
+
+def _first_names(keys: Sequence[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN])
+    return shown + (f", ... ({len(keys) - _SHOWN} more)" if len(keys) > _SHOWN else "")
+
+
+def _shape_text(key: str, ckpt_shape: tuple[int, ...], model_shape: tuple[int, ...]) -> str:
+    return f"{key}: checkpoint {ckpt_shape} vs model {model_shape}"
+
+
+def load_pretrained(model: nn.Module, path: str | Path, layers: Iterable[str] = ("*",),
+                    logger: logging.Logger | None = None) -> dict[str, list]:
+    """Load the tensors of ``path`` that fit ``model``; report and log everything left out.
+
+    ``layers``: first key components to take (``MODEL.EXTRA.PRETRAINED_LAYERS``); ``'*'`` first
+    takes all. A tensor whose shape differs from the model's (a 17-joint head into a 24-joint
+    model) keeps the model's init. Returns ``loaded`` (keys), ``skipped_shape`` ((key,
+    checkpoint shape, model shape)), ``skipped_layer`` (outside ``layers``), ``unexpected``
+    (selected but not in the model, e.g. an ImageNet classifier) and ``missing`` (model keys of
+    the selected layers that the file lacks; BN ``num_batches_tracked`` counters are ignored).
+    """
+    log = logger or _LOG
+    layers = tuple(layers)
+    if not layers:
+        raise ValueError("layers is empty, so nothing would load; use ('*',) for all layers")
+    take_all = layers[0] == "*"
+    state = read_state_dict(path)
+    model_state = model.state_dict()
+
+    def selected(key: str) -> bool:
+        return take_all or key.split(".", 1)[0] in layers
+
+    report: dict[str, list] = {"loaded": [], "skipped_shape": [], "skipped_layer": [],
+                               "unexpected": [], "missing": []}
+    to_load = {}
+    for key, tensor in state.items():
+        if not selected(key):
+            report["skipped_layer"].append(key)
+        elif key not in model_state:
+            report["unexpected"].append(key)
+        elif tensor.shape != model_state[key].shape:
+            mismatch = (key, tuple(tensor.shape), tuple(model_state[key].shape))
+            report["skipped_shape"].append(mismatch)
+            log.warning("%s, kept the model's init", _shape_text(*mismatch))
+        else:
+            to_load[key] = tensor
+            report["loaded"].append(key)
+    report["missing"] = [key for key in model_state
+                         if selected(key) and key not in state
+                         and not key.endswith("num_batches_tracked")]
+    if not to_load:
+        raise CheckpointMismatchError(
+            f"{path}: no tensor fits the model (layers {list(layers)}); "
+            f"{len(report['skipped_shape'])} with another shape, "
+            f"{len(report['unexpected'])} not in the model, first keys: "
+            f"{_first_names(list(state))}")
+    model.load_state_dict(to_load, strict=False)
+
+    log.info("%s: loaded %d tensors; skipped %d outside the pretrained layers, %d not in the "
+             "model, %d with another shape", path, len(report["loaded"]),
+             len(report["skipped_layer"]), len(report["unexpected"]),
+             len(report["skipped_shape"]))
+    if report["unexpected"]:
+        log.info("not in the model: %s", _first_names(report["unexpected"]))
+    if report["missing"]:
+        log.warning("%s lacks %d tensors of the selected layers, kept the model's init: %s",
+                    path, len(report["missing"]), _first_names(report["missing"]))
+    return report
+
+
+def _mismatch_hints(unexpected: list[str], missing: list[str],
+                    shapes: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+                    model_keys: Iterable[str]) -> list[str]:
+    hints = []
+    for key, ckpt_shape, model_shape in shapes:
+        if key.startswith("final_layer.") and ckpt_shape[0] != model_shape[0]:
+            hints.append(f"the checkpoint has {ckpt_shape[0]} joints, the config "
+                         f"MODEL.NUM_JOINTS says {model_shape[0]}")
+            break
+    for key, ckpt_shape, model_shape in shapes:
+        if key == "final_layer.weight" and ckpt_shape[2:] != model_shape[2:]:
+            hints.append(f"the checkpoint's final_layer kernel is {ckpt_shape[2]}, the config "
+                         f"MODEL.EXTRA.FINAL_CONV_KERNEL says {model_shape[2]}")
+    if any(not key.startswith("final_layer.") or ckpt_shape[1:2] != model_shape[1:2]
+           for key, ckpt_shape, model_shape in shapes):
+        hints.append("widths differ: check MODEL.EXTRA.STAGE*.NUM_CHANNELS")
+    model_keys = set(model_keys)
+    prefixes = {key.split(".", 1)[0] for key in unexpected
+                if "." in key and key.split(".", 1)[1] in model_keys}
+    if len(prefixes) == 1:
+        hints.append(f"the checkpoint's keys carry the prefix '{prefixes.pop()}.': it holds a "
+                     "wrapped model (e.g. stage one's box model), not a bare HRNet")
+    elif any(key.startswith(("stage", "transition")) for key in missing + unexpected):
+        hints.append("the structure differs: check MODEL.EXTRA.STAGE*.NUM_MODULES, "
+                     "NUM_BRANCHES and NUM_BLOCKS")
+    return hints
+
+
+def load_state_dict_strict(model: nn.Module,
+                           path_or_state_dict: str | Path | Mapping[str, torch.Tensor]) -> None:
+    """Load trained weights for testing; any missing, extra or reshaped tensor is an error.
+
+    Only BN ``num_batches_tracked`` counters may be absent (older files lack them; they do not
+    change an evaluation).
+    """
+    if isinstance(path_or_state_dict, Mapping):
+        source = "the state dict"
+        state = _as_state_dict(path_or_state_dict, source)
+    else:
+        source = str(path_or_state_dict)
+        state = read_state_dict(path_or_state_dict)
+    model_state = model.state_dict()
+    missing = [key for key in model_state
+               if key not in state and not key.endswith("num_batches_tracked")]
+    unexpected = [key for key in state if key not in model_state]
+    shapes = [(key, tuple(tensor.shape), tuple(model_state[key].shape))
+              for key, tensor in state.items()
+              if key in model_state and tensor.shape != model_state[key].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys: {_first_names(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys: {_first_names(unexpected)}")
+        if shapes:
+            texts = [_shape_text(*mismatch) for mismatch in shapes]
+            parts.append(f"{len(shapes)} shape mismatches: {_first_names(texts)}")
+        hints = _mismatch_hints(unexpected, missing, shapes, model_state)
+        message = f"{source} does not fit the model: " + "; ".join(parts)
+        if hints:
+            message += ". Hint: " + "; ".join(hints)
+        raise CheckpointMismatchError(message)
+    model.load_state_dict(state, strict=False)

@@ -1,0 +1,134 @@
+"""End to end on a tiny synthetic set: train one fold briefly, predict, check the submission."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from common.config import load_config
+from common.gesture.data import GestureDataError, read_clips
+from common.gesture.engine import WarmupOneCycle, assign_folds, predict_gesture, train_gesture
+from common.gesture.model import build_classifier
+from common.gesture.synthetic import generate_gesture_dataset
+from common.keypoints import HAND_KEYPOINTS, coordinate_columns
+from common.seed import seed_everything
+
+CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "gesture" / "tiny_cpu_gesture.yaml"
+
+
+def _config(root: Path, *opts: str):
+    cfg = load_config(CONFIG, ["DATASET.ROOT", str(root), "GESTURE.EPOCHS", "2",
+                               "GESTURE.WARMUP_EPOCHS", "1", "GESTURE.IMAGE_SIZE", "32",
+                               "GESTURE.BATCH_SIZE", "16", "GESTURE.FOLDS", "[0]",
+                               "GESTURE.GROUP_SPLIT", "False", *opts])  # fmt: skip
+    seed_everything(cfg.RANDOMSEED, cfg)
+    return cfg
+
+
+def test_assign_folds_per_frame_and_by_group() -> None:
+    labels = [0] * 10 + [1] * 10
+    groups = [str(i // 2) for i in range(20)]  # ten clips of two frames
+    folds = assign_folds(labels, groups, 5, 42, group_split=False)
+    assert sorted(np.bincount(folds).tolist()) == [4, 4, 4, 4, 4]
+    grouped = assign_folds(labels, groups, 5, 42, group_split=True)
+    for clip in set(groups):
+        assert len({grouped[i] for i in range(20) if groups[i] == clip}) == 1
+    assert set(grouped.tolist()) == {0, 1, 2, 3, 4}
+
+
+def test_schedule_warms_up_then_runs_one_cycle(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, "GESTURE.EPOCHS", "3", "GESTURE.WARMUP_EPOCHS", "1",
+                  "GESTURE.WARMUP_LR", "5e-6", "GESTURE.MAX_LR", "1e-3")  # fmt: skip
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.GESTURE.WARMUP_LR)
+    schedule = WarmupOneCycle(cfg, optimizer, iters_per_epoch=4)
+    lrs = []
+    for _ in range(12):
+        schedule.before_step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.after_step()
+    np.testing.assert_allclose(lrs[:4], [1.25e-6, 2.5e-6, 3.75e-6, 5e-6])
+    assert lrs[4] == pytest.approx(1e-3 / 25)  # OneCycle's start (the reference's jump)
+    assert max(lrs[4:]) == pytest.approx(1e-3, rel=0.05)
+    assert lrs[-1] < lrs[4] / 5
+
+
+def test_local_pretrained_weights_skip_the_new_head(tmp_path: Path) -> None:
+    source = build_classifier("resnet10t", num_classes=5)
+    path = tmp_path / "weights.pth"
+    torch.save({"state_dict": source.state_dict()}, path)
+    model = build_classifier("resnet10t", num_classes=13, pretrained_path=path)
+    assert torch.equal(model.conv1[0].weight, source.conv1[0].weight)
+    assert model.fc.weight.shape == (13, model.fc.in_features)
+    with pytest.raises(ValueError, match="unknown timm model"):
+        build_classifier("no_such_net", 3)
+
+
+def test_train_predict_tiny(tmp_path: Path) -> None:
+    root = tmp_path / "gesture"
+    generate_gesture_dataset(root, train_clips=26, test_clips=5, frames=3, width=96, height=64)
+    logger = logging.getLogger("test_gesture_engine")
+    out = tmp_path / "out"
+    cfg = _config(root)
+    metrics = train_gesture(cfg, out, logger)
+
+    fold = metrics["folds"]["0"]
+    assert fold["best_epoch"] in (1, 2) and fold["val_frames"] + fold["train_frames"] == 78
+    for key in ("logloss", "logloss_refined", "accuracy", "accuracy_refined"):
+        assert np.isfinite(fold[key]) and metrics["mean"][key] == pytest.approx(fold[key])
+    assert set(fold["pairs"]) <= {"index", "fist"}
+    thresholds = json.loads((out / "refiner_thresholds.json").read_text())
+    assert set(thresholds["groups"]) == {"index", "fist"}
+    checkpoint = torch.load(out / "fold_0" / "best_model.pth", weights_only=True)
+    assert checkpoint["class_ids"] == [0, 2, 10, 12, 42, 67, 105, 115, 122, 146, 163, 171, 191]
+
+    submission_path = predict_gesture(cfg, out, logger)
+    assert submission_path == out / "submission.csv"
+    sample = pd.read_csv(root / "sample_submission.csv")
+    submission = pd.read_csv(submission_path)
+    assert submission.columns.tolist() == sample.columns.tolist()
+    assert submission["Image_Path"].tolist() == sample["Image_Path"].tolist()
+    probs = submission.iloc[:, 1:].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    assert (probs >= 0).all()
+    raw = pd.read_csv(out / "submission_no_refiner.csv").iloc[:, 1:].to_numpy()
+    np.testing.assert_allclose(raw.sum(axis=1), 1.0, atol=1e-6)
+    decisions = json.loads((out / "refiner_decisions.json").read_text())
+    changed_rows = {i for i in range(len(probs)) if not np.allclose(probs[i], raw[i])}
+    decided_rows = {sample["Image_Path"].tolist().index(f"./test\\{d['folder']}")
+                    for d in decisions}  # fmt: skip
+    assert changed_rows <= decided_rows  # the refiner touches only the clips it decided on
+    for row in decided_rows:  # one-hot mode
+        assert sorted(probs[row])[-1] == 1.0
+    scores = json.loads((out / "test_scores.json").read_text())
+    assert {"logloss", "logloss_refined", "accuracy", "accuracy_refined"} <= set(scores)
+    assert scores["clips"] == 5
+
+    # Test keypoints from the stages: a result.csv built from the test JSONs' first hand.
+    rows = []
+    for clip in read_clips(root / "test", "test"):
+        for path, points in zip(clip.frame_paths, clip.keypoints, strict=True):
+            rows.append([f"{clip.folder}/{path.name}", *points[:21].reshape(-1)])
+    result = tmp_path / "result.csv"
+    pd.DataFrame(rows, columns=["image", *coordinate_columns(HAND_KEYPOINTS)]).to_csv(
+        result, index=False
+    )
+    for clip_dir in (root / "test").iterdir():
+        (clip_dir / f"{clip_dir.name}.json").unlink()
+    with pytest.raises(GestureDataError, match="without keypoint JSON"):
+        predict_gesture(cfg, out, logger)
+    staged = _config(root, "GESTURE.KEYPOINT_SOURCE", "stages",
+                     "GESTURE.STAGE_RESULT_CSV", str(result))  # fmt: skip
+    staged_probs = pd.read_csv(predict_gesture(staged, out, logger)).iloc[:, 1:].to_numpy()
+    np.testing.assert_allclose(staged_probs.sum(axis=1), 1.0, atol=1e-6)
+
+    shutil.rmtree(out / "fold_0")
+    with pytest.raises(FileNotFoundError, match="trained fold models not found"):
+        predict_gesture(staged, out, logger)

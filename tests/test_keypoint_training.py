@@ -1,0 +1,105 @@
+"""Stage two through the real tools: learning, bit-identical seeding, exact resume after a kill,
+and the test-time output."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from common.config import load_config
+from common.metrics import mean_pose_prediction, rmse
+from common.motion_data import keypoints_array, read_keypoint_csv
+from common.run_dir import output_dir_for
+from common.stage_data import keypoint_extent_boxes
+from tests.conftest import ROOT, load_tool
+
+CFG = "experiments/keypoint/tiny_cpu_keypoint.yaml"
+
+
+def opts(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["OUTPUT_DIR", str(out), "LOG_DIR", str(out / "tb"), "DATASET.ROOT", str(data), *extra]
+
+
+def run_dir(data: Path, out: Path, *extra: str) -> Path:
+    return output_dir_for(load_config(ROOT / CFG, opts(data, out, *extra)), CFG)
+
+
+def train(data: Path, out: Path, *extra: str) -> Path:
+    load_tool("train").main(["--cfg", str(ROOT / CFG), "--test_option", "False",
+                             *opts(data, out, *extra)])  # fmt: skip
+    return run_dir(data, out, *extra)
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    sa = torch.load(a, weights_only=True)
+    sb = torch.load(b, weights_only=True)
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_tiny_model_learns_well_beyond_the_mean_pose(tiny_motion, tmp_path):
+    out_dir = train(tiny_motion, tmp_path, "TRAIN.END_EPOCH", "12")
+    load_tool("test").main(["--cfg", str(ROOT / CFG), "--output_path", str(out_dir),
+                            *opts(tiny_motion, tmp_path, "TEST.USE_GT_BBOX", "True")])  # fmt: skip
+    truth = read_keypoint_csv(tiny_motion / "test_df.csv")
+    result = read_keypoint_csv(out_dir / "result.csv")
+    template = pd.read_csv(tiny_motion / "sample_submission.csv")
+    assert list(result.columns) == list(template.columns)
+    assert list(result["image"]) == list(template["image"])
+    truth = truth.set_index("image").loc[result["image"]].reset_index()
+    model_rmse = rmse(keypoints_array(result), keypoints_array(truth))
+    train_kps = keypoints_array(read_keypoint_csv(tiny_motion / "train_df.csv"))
+    boxes = keypoint_extent_boxes(keypoints_array(truth))
+    baseline = rmse(mean_pose_prediction(train_kps, boxes), keypoints_array(truth))
+    print(f"test RMSE {model_rmse:.2f} px vs mean pose {baseline:.2f} px")
+    assert model_rmse < 0.5 * baseline
+
+
+def test_same_seed_gives_bit_identical_weights_and_another_seed_does_not(tiny_motion, tmp_path):
+    short = ("TRAIN.END_EPOCH", "1")
+    a = train(tiny_motion, tmp_path / "a", *short)
+    b = train(tiny_motion, tmp_path / "b", *short)
+    c = train(tiny_motion, tmp_path / "c", *short, "RANDOMSEED", "7")
+    assert same_weights(a / "final_state.pth", b / "final_state.pth")
+    assert not same_weights(a / "final_state.pth", c / "final_state.pth")
+
+
+def test_killed_run_resumes_to_the_same_weights_and_best_model(tiny_motion, tmp_path):
+    extra = ("TRAIN.END_EPOCH", "3", "AUTO_RESUME", "True", "TRAIN.LR_STEP", "[2, 3]")
+    reference = train(tiny_motion, tmp_path / "whole", *extra)
+
+    killed_root = tmp_path / "killed"
+    killed = run_dir(tiny_motion, killed_root, *extra)
+    command = [sys.executable, "tools/train.py", "--cfg", CFG, "--test_option", "False",
+               *opts(tiny_motion, killed_root, *extra)]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    # Kill it during epoch 1, once epoch 0's checkpoint is on disk.
+    for line in process.stdout:
+        if " epoch 0 lr " in line:
+            break
+    time.sleep(1.0)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    checkpoint = torch.load(killed / "checkpoint.pth", weights_only=True)
+    assert checkpoint["epoch"] == 1 and not (killed / "final_state.pth").exists()
+
+    train(tiny_motion, killed_root, *extra)
+    assert same_weights(reference / "final_state.pth", killed / "final_state.pth")
+    assert same_weights(reference / "model_best.pth", killed / "model_best.pth")
+
+
+def test_test_tool_explains_a_missing_box_file(tiny_motion, tmp_path):
+    out_dir = train(tiny_motion, tmp_path, "TRAIN.END_EPOCH", "1")
+    with pytest.raises(FileNotFoundError, match="run stage one first"):
+        load_tool("test").main(["--cfg", str(ROOT / CFG), "--output_path", str(out_dir),
+                                *opts(tiny_motion, tmp_path)])  # fmt: skip
+    assert not (out_dir / "result.csv").exists()

@@ -1,0 +1,123 @@
+"""The shared epoch loop on a toy stage: LR steps, best keeping, NaN stop, corrupt checkpoints."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from common.checkpoint import CheckpointError, load_safely, load_training_checkpoint, save_atomic
+from common.config import load_config
+from common.trainer import Stage, TrainingDiverged, build_optimizer, build_scheduler, fit
+
+LOGGER = logging.getLogger("test")
+
+
+def toy_stage(poison_epoch: int | None = None, val_metrics=None) -> Stage:
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(32, 3), torch.randn(32, 1))
+    model = nn.Linear(3, 1)
+    epochs_seen = []
+
+    def train_step(net, batch):
+        x, y = batch
+        loss = ((net(x) - y) ** 2).mean()
+        if poison_epoch is not None and len(epochs_seen) == poison_epoch:
+            loss = loss * float("nan")
+        return loss
+
+    def validate(net, epoch):
+        epochs_seen.append(epoch)
+        value = val_metrics[epoch] if val_metrics else 1.0 / (epoch + 1)
+        return {"metric": value}
+
+    return Stage(
+        model=model,
+        make_train_loader=lambda gen: DataLoader(data, batch_size=8, shuffle=True, generator=gen),
+        train_step=train_step,
+        validate=validate,
+        metric_name="toy",
+    )
+
+
+def cfg_for(epochs: int, **extra):
+    opts = ["TRAIN.END_EPOCH", str(epochs), "TRAIN.LR", "0.01", "TRAIN.LR_STEP", "[2, 3]"]
+    for key, value in extra.items():
+        opts += [key, str(value)]
+    return load_config(None, opts)
+
+
+def test_lr_schedule_matches_the_reference_start_of_epoch_stepping():
+    cfg = load_config(None, ["TRAIN.LR", "1.0", "TRAIN.LR_STEP", "[170, 200]"])
+    optimizer = build_optimizer(cfg, nn.Linear(1, 1))
+    scheduler = build_scheduler(cfg, optimizer)
+    rates = []
+    for _ in range(200):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    # The reference: 1e-3 for epochs 0-168, 1e-4 for 169-198, 1e-5 for 199 (here LR 1).
+    assert rates[168] == 1.0 and rates[169] == pytest.approx(0.1)
+    assert rates[198] == pytest.approx(0.1) and rates[199] == pytest.approx(0.01)
+
+
+def test_best_epoch_kept_with_ties_going_to_the_later_epoch(tmp_path):
+    stage = toy_stage(val_metrics=[3.0, 1.0, 2.0, 1.0])
+    summary = fit(cfg_for(4), stage, tmp_path, LOGGER)
+    assert summary["best_epoch"] == 3 and summary["best_perf"] == 1.0
+    checkpoint = load_training_checkpoint(tmp_path / "checkpoint.pth")
+    assert checkpoint["epoch"] == 4 and checkpoint["best_epoch"] == 3
+    assert (tmp_path / "final_state.pth").is_file()
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    stage = toy_stage(poison_epoch=2)
+    with pytest.raises(TrainingDiverged, match="loss is nan at epoch 2"):
+        fit(cfg_for(4), stage, tmp_path, LOGGER)
+    checkpoint = load_training_checkpoint(tmp_path / "checkpoint.pth")
+    assert checkpoint["epoch"] == 2  # epochs 0 and 1 completed, epoch 2 never saved
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values())
+    assert not (tmp_path / "final_state.pth").exists()
+
+
+def test_auto_resume_continues_to_end_epoch(tmp_path):
+    fit(cfg_for(2), toy_stage(), tmp_path, LOGGER)
+    summary = fit(cfg_for(4, AUTO_RESUME=True), toy_stage(), tmp_path, LOGGER)
+    assert [h["epoch"] for h in summary["history"]] == [2, 3]
+    assert load_training_checkpoint(tmp_path / "checkpoint.pth")["epoch"] == 4
+
+
+def test_truncated_and_foreign_checkpoints_are_refused_by_name(tmp_path):
+    good = tmp_path / "checkpoint.pth"
+    fit(cfg_for(1), toy_stage(), tmp_path, LOGGER)
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated.pth"):
+        load_training_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pth"
+    save_atomic({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        load_training_checkpoint(foreign)
+    # A resume from a truncated checkpoint fails before anything is overwritten.
+    good.write_bytes(data[:100])
+    with pytest.raises(CheckpointError):
+        fit(cfg_for(3, AUTO_RESUME=True), toy_stage(), tmp_path, LOGGER)
+    assert good.read_bytes() == data[:100]
+
+
+def test_code_in_a_checkpoint_pickle_is_not_run(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as handle:
+        pickle.dump({"state_dict": Evil()}, handle)
+    with pytest.raises(CheckpointError, match="evil.pth"):
+        load_safely(path)

@@ -1,0 +1,80 @@
+"""The main job on the embedded synthetic default, end to end, on a CPU in minutes:
+generate data, train both stages briefly, chain them on the test images, score, draw.
+
+``python tools/demo.py [--out output/demo] [--data data/synthetic/motion]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+
+from common.config import load_config
+from common.run_dir import output_dir_for
+
+ROOT = Path(__file__).resolve().parents[1]
+BBOX_CFG = "experiments/bbox/tiny_cpu_bbox.yaml"
+KEYPOINT_CFG = "experiments/keypoint/tiny_cpu_keypoint.yaml"
+
+
+def run(step: str, *args: str) -> None:
+    """Run one tool as its own process, exactly as a user would type it."""
+    command = [sys.executable, *args]
+    print(f"\n=== {step}\n$ {' '.join(command[1:])}", flush=True)
+    started = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, check=True)
+    print(f"--- {step}: {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="output/demo", help="where runs and pictures go")
+    parser.add_argument("--data", default="data/synthetic/motion", help="synthetic data folder")
+    parser.add_argument("--train", type=int, default=480, help="synthetic training images")
+    parser.add_argument("--test", type=int, default=96, help="synthetic test images")
+    parser.add_argument("--width", type=int, default=960)
+    parser.add_argument("--height", type=int, default=540)
+    parser.add_argument("--epochs", type=int, default=0, help="override both stages' END_EPOCH")
+    args = parser.parse_args(argv)
+    out, data = Path(args.out), Path(args.data)
+    started = time.perf_counter()
+
+    if not (ROOT / data / "train_df.csv").is_file():
+        run("synthetic data", "tools/make_synthetic.py", "motion", "--out", str(data),
+            "--train", str(args.train), "--test", str(args.test),
+            "--width", str(args.width), "--height", str(args.height), "--seed", "0")  # fmt: skip
+    else:
+        print(f"using the synthetic data already in {data}")
+    common = ["OUTPUT_DIR", str(out / "runs"), "LOG_DIR", str(out / "tensorboard"),
+              "DATASET.ROOT", str(data)]  # fmt: skip
+    epochs = ["TRAIN.END_EPOCH", str(args.epochs)] if args.epochs else []
+    run("stage one: train the box model", "tools/train.py", "--cfg", BBOX_CFG,
+        "--test_option", "False", *common, *epochs)  # fmt: skip
+    run("stage two: train the keypoint model", "tools/train.py", "--cfg", KEYPOINT_CFG,
+        "--test_option", "False", *common, *epochs)  # fmt: skip
+
+    bbox_out = output_dir_for(load_config(BBOX_CFG, common + epochs), BBOX_CFG)
+    keypoint_out = output_dir_for(load_config(KEYPOINT_CFG, common + epochs), KEYPOINT_CFG)
+    run("chain: boxes, keypoints, result.csv, score", "tools/pipeline.py",
+        "--bbox-cfg", BBOX_CFG, "--bbox-output", str(bbox_out),
+        "--keypoint-cfg", KEYPOINT_CFG, "--keypoint-output", str(keypoint_out),
+        "--truth", str(data / "test_df.csv"), "--compare-gt-boxes",
+        "DATASET.ROOT", str(data))  # fmt: skip
+    pictures = out / "pictures"
+    run("pictures", "tools/visualize.py", "--pred", str(keypoint_out / "result.csv"),
+        "--images", str(data / "images" / "test_imgs"), "--truth", str(data / "test_df.csv"),
+        "--boxes", str(bbox_out / "test_annotation.pkl"), "--out", str(pictures),
+        "--limit", "24")  # fmt: skip
+    print(f"\nDone in {time.perf_counter() - started:.0f} s.")
+    print(f"Submission: {keypoint_out / 'result.csv'}")
+    print(f"Pictures: {pictures} (worst images: {pictures / 'worst_contact_sheet.jpg'})")
+    print(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
+
+
+if __name__ == "__main__":
+    main()

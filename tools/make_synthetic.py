@@ -1,0 +1,102 @@
+"""Write synthetic data sets that stand in for the competitions' (non-public) images.
+
+python tools/make_synthetic.py motion --out data/synthetic/motion --train 200 --test 50
+python tools/make_synthetic.py gesture --help
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+GESTURE_MODULE = "common.gesture.synthetic"
+
+
+def add_motion_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("data/synthetic/motion"),
+        help="data set folder (the config's DATASET.ROOT)",
+    )
+    parser.add_argument("--train", type=int, default=200, help="number of training images")
+    parser.add_argument("--test", type=int, default=50, help="number of test images")
+    parser.add_argument("--width", type=int, default=1920)
+    parser.add_argument("--height", type=int, default=1080)
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
+    parser.add_argument("--jpeg-quality", type=int, default=90)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing data set in --out"
+    )
+
+
+def run_motion(args: argparse.Namespace) -> int:
+    from common.synthetic.motion import generate_motion_dataset
+
+    start = time.perf_counter()
+    try:
+        counts = generate_motion_dataset(
+            args.out,
+            args.train,
+            args.test,
+            width=args.width,
+            height=args.height,
+            seed=args.seed,
+            overwrite=args.overwrite,
+            jpeg_quality=args.jpeg_quality,
+        )
+    except (FileExistsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {counts['train']} train and {counts['test']} test images "
+        f"({args.width}x{args.height}) to {args.out} in {time.perf_counter() - start:.1f} s"
+    )
+    return 0
+
+
+def _chosen_command(argv: list[str]) -> str | None:
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def build_parser(gesture_module: object | None = None) -> argparse.ArgumentParser:
+    """The CLI; gesture options are added only when that generator has been imported."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    motion = commands.add_parser("motion", help="the motion keypoint data set (24 keypoints)")
+    add_motion_arguments(motion)
+    gesture = commands.add_parser("gesture", help=f"the hand gesture data set ({GESTURE_MODULE})")
+    if gesture_module is not None:
+        gesture_module.add_cli_arguments(gesture)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    gesture_module = None
+    if _chosen_command(argv) == "gesture":
+        # Imported only when asked for, so the motion generator works without it.
+        try:
+            gesture_module = importlib.import_module(GESTURE_MODULE)
+        except ImportError as error:
+            print(
+                f"error: the gesture generator ({GESTURE_MODULE}) cannot be imported: {error}",
+                file=sys.stderr,
+            )
+            return 2
+    args = build_parser(gesture_module).parse_args(argv)
+    if args.command == "motion":
+        return run_motion(args)
+    result = gesture_module.run_from_args(args)
+    return result if isinstance(result, int) else 0  # it may return a summary instead
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Predict the test set: ``python tools/test.py --cfg ... --output_path DIR [KEY VALUE ...]``.
+
+Loads ``DIR/model_best.pth`` (never the pretrained file). A keypoint config writes
+``DIR/result.csv``; a box config writes ``DIR/test_annotation.pkl``; a gesture config writes
+``DIR/submission.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+import torch
+
+from common.config import load_config
+from common.run_dir import create_logger
+from common.seed import seed_everything
+from common.stage_data import stage_engine
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cfg", required=True, help="experiment YAML")
+    parser.add_argument("--output_path", required=True, help="training output folder")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parse_args(argv)
+    cfg = load_config(args.cfg, args.opts)
+    seed_everything(cfg.RANDOMSEED, cfg)
+    output_dir = Path(args.output_path)
+    if not output_dir.is_dir():
+        raise FileNotFoundError(f"--output_path {output_dir} does not exist: train first")
+    logger, _, _ = create_logger(cfg, args.cfg, "test", output_dir=output_dir)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.TASK == "gesture":
+        from common.gesture.engine import predict_gesture
+
+        return predict_gesture(cfg, output_dir, logger)
+    engine = stage_engine(cfg.TASK)
+    return engine.run_test(cfg, output_dir, logger, device)
+
+
+if __name__ == "__main__":
+    main()

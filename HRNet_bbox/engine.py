@@ -15,15 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 from yacs.config import CfgNode
 
 from common.checkpoint import BEST_NAME
 from common.metrics import box_iou, corner_error
 from common.motion_data import write_box_annotations
-from common.seed import seed_worker
 from common.stage_data import (
     KeypointTable,
     dataset_root,
@@ -31,25 +30,13 @@ from common.stage_data import (
     load_truth_table,
     test_image_names,
 )
-from common.trainer import Stage
+from common.trainer import Stage, make_loader
 from HRNet_bbox.dataset import WholeImageBoxDataset, sanitize_boxes_xyxy
 from HRNet_bbox.model import REFERENCE_HEAD, BoxRegressor, build_box_model
+from models.backends import prepare_inference_model
 from models.weights import load_state_dict_strict
 
 BOX_FILE_NAME = "test_annotation.pkl"
-
-
-def _loader(dataset, cfg: CfgNode, train: bool, generator=None) -> DataLoader:
-    batch = cfg.TRAIN.BATCH_SIZE_PER_GPU if train else cfg.TEST.BATCH_SIZE_PER_GPU
-    return DataLoader(
-        dataset,
-        batch_size=batch,
-        shuffle=train and cfg.TRAIN.SHUFFLE,
-        num_workers=cfg.WORKERS,
-        worker_init_fn=seed_worker,
-        generator=generator,
-        pin_memory=cfg.PIN_MEMORY and torch.cuda.is_available(),
-    )
 
 
 def build_model(cfg: CfgNode, is_train: bool, logger: logging.Logger | None = None
@@ -72,7 +59,7 @@ def _predict(
     sizes = np.zeros((len(paths), 2), dtype=np.int64)
     model.eval()
     with torch.no_grad():
-        for inputs, _, meta in tqdm(_loader(dataset, cfg, train=False), desc=desc, leave=False):
+        for inputs, _, meta in tqdm(make_loader(dataset, cfg, train=False), desc=desc, leave=False):
             corners = model.normalized_corners(model(inputs.to(device))).double().cpu().numpy()
             index = meta["index"].numpy()
             size = np.stack([meta["width"].numpy(), meta["height"].numpy()], axis=1)
@@ -159,20 +146,60 @@ def build_stage(
 
     return Stage(
         model=model,
-        make_train_loader=lambda gen: _loader(train_set, cfg, train=True, generator=gen),
+        make_train_loader=lambda gen: make_loader(train_set, cfg, train=True, generator=gen),
         train_step=train_step,
         validate=validate,
         metric_name="corner_error",
     )
 
 
-def load_model_for_test(cfg: CfgNode, output_dir: Path, device: torch.device) -> BoxRegressor:
+class PreparedBoxModel(nn.Module):
+    """A box model run by an inference backend, keeping ``normalized_corners`` (the backend
+    gives only the head's output)."""
+
+    def __init__(self, runner: nn.Module, source: BoxRegressor) -> None:
+        super().__init__()
+        self.runner = runner
+        self.head_name = source.head_name
+        self.image_size = source.image_size
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.runner(images)
+
+    normalized_corners = BoxRegressor.normalized_corners
+
+
+def load_model_for_test(
+    cfg: CfgNode, output_dir: Path, device: torch.device
+) -> BoxRegressor | PreparedBoxModel:
     """The box model from ``TEST.MODEL_FILE`` or ``<output_dir>/model_best.pth``, strictly
-    (never the pretrained file)."""
+    (never the pretrained file), run by ``TEST.BACKEND`` (models/backends.py)."""
     model = build_model(cfg, is_train=False)
     weights = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else output_dir / BEST_NAME
     load_state_dict_strict(model, weights)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    runner = prepare_inference_model(model, cfg, weights_path=weights)
+    return model if runner is model else PreparedBoxModel(runner, model)
+
+
+def write_test_annotation(
+    output_dir: Path, names: list[str], boxes_xywh: np.ndarray, sizes: np.ndarray
+) -> Path:
+    """Write ``<output_dir>/test_annotation.pkl`` atomically: one record {filename, bbox
+    [x, y, w, h], width, height, area} per image, in the given order, in plain python types."""
+    records = [
+        {
+            "filename": name,
+            "bbox": [float(v) for v in box],
+            "width": int(size[0]),
+            "height": int(size[1]),
+            "area": float(box[2] * box[3]),
+        }
+        for name, box, size in zip(names, boxes_xywh, sizes, strict=True)
+    ]
+    result = output_dir / BOX_FILE_NAME
+    write_box_annotations(result, records)
+    return result
 
 
 def run_test(
@@ -189,19 +216,8 @@ def run_test(
     paths = [dataset_root(cfg) / cfg.DATASET.TEST_IMAGE_DIR / name for name in names]
     model = load_model_for_test(cfg, output_dir, device)
     boxes, sizes = _predict(model, cfg, paths, device, images)
-    records = [
-        {
-            "filename": name,
-            "bbox": [float(v) for v in box],
-            "width": int(size[0]),
-            "height": int(size[1]),
-            "area": float(box[2] * box[3]),
-        }
-        for name, box, size in zip(names, boxes, sizes, strict=True)
-    ]
-    result = output_dir / BOX_FILE_NAME
-    write_box_annotations(result, records)
-    logger.info("wrote %s: %d boxes (head %s)", result, len(records), cfg.MODEL.BBOX_HEAD)
+    result = write_test_annotation(output_dir, names, boxes, sizes)
+    logger.info("wrote %s: %d boxes (head %s)", result, len(names), cfg.MODEL.BBOX_HEAD)
     truth = load_truth_table(cfg)
     if truth is not None and set(names) <= set(truth.names):
         by_name = dict(zip(truth.names, keypoint_extent_boxes(truth.keypoints), strict=True))

@@ -61,8 +61,9 @@ class ReferenceBoxHead(nn.Module):
     def __init__(self, num_joints: int, heatmap_hw: tuple[int, int]) -> None:
         super().__init__()
         self.heatmap_shape = (num_joints, *heatmap_hw)
-        # Never called, as in the reference; kept so that its checkpoints load strictly.
-        self.bn1 = nn.BatchNorm2d(num_joints)
+        # Never called, as in the reference; kept so that its checkpoints load strictly. Frozen,
+        # since DistributedDataParallel refuses trainable parameters that get no gradient.
+        self.bn1 = nn.BatchNorm2d(num_joints).requires_grad_(False)
         self.bbox_layer = nn.Linear(math.prod(self.heatmap_shape), 4)
         nn.init.xavier_uniform_(self.bbox_layer.weight)
 

@@ -88,6 +88,8 @@ _C.DATASET.GROUP_SPLIT = False  # split by subject id so one sequence never stra
 _C.DATASET.DROP_ROWS = []  # positional rows of TRAIN_CSV to drop
 # Also drop the 104 rows the reference never trained on (its delete_list; real data only).
 _C.DATASET.DROP_REFERENCE_ROWS = False
+# Stage one's training augmentation: 'mild' (flip, affine, colour jitter) or 'reference'.
+_C.DATASET.BBOX_AUG = "mild"
 _C.DATASET.SKIP_BAD_IMAGES = False  # skip unreadable images and list them, instead of stopping
 # Where a stage finds its files under ROOT. Image names in the CSVs may include subfolders
 # (the hand configs use the gesture frames, ``<folder>/<n>.png``).

@@ -80,6 +80,20 @@ def average(value: float) -> float:
     return float(tensor.item()) / world_size()
 
 
+def replicas_in_sync(model: nn.Module) -> bool:
+    """Whether every process holds the same parameters (a sum and a sum of squares per tensor,
+    in float64, compared exactly); always True when single. DDP keeps them identical, so a
+    difference means the processes trained apart. Buffers (BN statistics) are rank 0's."""
+    if not is_distributed():
+        return True
+    with torch.no_grad():
+        values = [p.detach().double() for p in model.parameters()]
+        fingerprint = torch.stack([v.sum() for v in values] + [v.square().sum() for v in values])
+    gathered = [torch.empty_like(fingerprint) for _ in range(world_size())]
+    dist.all_gather(gathered, fingerprint)
+    return all(torch.equal(other, gathered[0]) for other in gathered)
+
+
 def cleanup() -> None:
     if is_distributed():
         dist.destroy_process_group()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -16,13 +16,14 @@ import numpy as np
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
 
-    An interrupted writer leaves the old file (or none), never a half-written one.
+    An interrupted writer leaves the old file (or none), never a half-written one. The file gets
+    the permissions a plain ``open`` would give (mode 666 less the umask), not a temporary
+    file's private 600, so others can still read a submission.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as handle:
@@ -78,7 +79,10 @@ def read_image(path: str | Path, reduce: int = 1) -> np.ndarray:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image file, from its header when possible."""
+    """(width, height) of an image file, from its header when possible.
+
+    A file that is missing or cannot be decoded raises :class:`ImageReadError` naming it.
+    """
     path = Path(path)
     try:
         from PIL import Image
@@ -88,3 +92,21 @@ def image_size(path: str | Path) -> tuple[int, int]:
     except (ImportError, OSError):
         height, width = read_image(path).shape[:2]
         return width, height
+
+
+def check_images(paths: Sequence[str | Path]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Sizes (N, 2) [width, height] of images read from their headers, and the bad ones.
+
+    Cheap enough to run over a whole data set before training (no pixel decoding), so a
+    missing or unreadable file is found at the start, not hours into a run. Returns the
+    (index, reason) of every file that is missing or not an image; their sizes are 0. A file
+    whose header is intact but whose pixels are broken is found when it is read.
+    """
+    sizes = np.zeros((len(paths), 2), dtype=np.int64)
+    bad: list[tuple[int, str]] = []
+    for index, path in enumerate(paths):
+        try:
+            sizes[index] = image_size(path)
+        except ImageReadError as error:
+            bad.append((index, str(error)))
+    return sizes, bad

@@ -27,7 +27,15 @@ HAND_KEYPOINTS: tuple[str, ...] = ("wrist",) + tuple(
     for finger in ("thumb", "index", "middle", "ring", "pinky")
     for joint in (1, 2, 3, 4)
 )
+# A mirrored hand keeps its joint names (the image of a left hand looks like a right hand), so
+# flipping swaps no joints.
 HAND_FLIP_PAIRS: tuple[tuple[int, int], ...] = ()
+# The "halves" of the half-body augmentation: the fingers beyond their bases, and the palm
+# (wrist and the five finger bases); together they hold every joint once.
+HAND_FINGERS: tuple[int, ...] = tuple(
+    base + joint for base in (1, 5, 9, 13, 17) for joint in (1, 2, 3)
+)
+HAND_PALM: tuple[int, ...] = (0, 1, 5, 9, 13, 17)
 HAND_SKELETON: tuple[tuple[int, int], ...] = tuple(
     pair
     for base in (1, 5, 9, 13, 17)
@@ -54,8 +62,8 @@ def keypoint_set(num_joints: int) -> dict:
         return {
             "names": HAND_KEYPOINTS,
             "flip_pairs": HAND_FLIP_PAIRS,
-            "upper_body": tuple(range(21)),
-            "lower_body": (),
+            "upper_body": HAND_FINGERS,
+            "lower_body": HAND_PALM,
             "skeleton": HAND_SKELETON,
         }
     raise ValueError(f"no keypoint set has {num_joints} joints (motion has 24, hands 21)")

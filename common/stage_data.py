@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 from yacs.config import CfgNode
 
+from common.io import ImageReadError, check_images
 from common.keypoints import keypoint_set
-from common.motion_data import keypoints_array, parse_motion_filename, read_keypoint_csv
+from common.motion_data import (
+    DataFormatError,
+    keypoints_array,
+    parse_motion_filename,
+    read_keypoint_csv,
+)
+
+_LOG = logging.getLogger(__name__)
+# Keypoints may lie this far outside their image, as a fraction of its width and height: people
+# and hands partly out of frame are real. Further out means the annotations do not belong to
+# these images (another resolution, x and y swapped) and training on them would be silent
+# garbage.
+OUTSIDE_MARGIN = 0.25
+_SHOW = 5  # how many offending files an error message lists
 
 # The reference's delete_list: positional rows of the real train_df.csv with bad annotations.
 REFERENCE_DROP_ROWS: tuple[int, ...] = (
@@ -27,12 +43,14 @@ class KeypointTable:
     names: list[str]
     paths: list[Path]
     keypoints: np.ndarray
+    skipped: list[str] = field(default_factory=list)  # left out by DATASET.SKIP_BAD_IMAGES
 
     def subset(self, indices: np.ndarray) -> KeypointTable:
         return KeypointTable(
             [self.names[i] for i in indices],
             [self.paths[i] for i in indices],
             self.keypoints[indices],
+            list(self.skipped),
         )
 
 
@@ -47,28 +65,92 @@ def dataset_root(cfg: CfgNode) -> Path:
     return root
 
 
-def load_training_table(cfg: CfgNode) -> KeypointTable:
+def _bad_images_message(bad: Sequence[tuple[int, str]], what: str) -> str:
+    shown = "; ".join(reason for _, reason in bad[:_SHOW])
+    more = f" ... ({len(bad)} in all)" if len(bad) > _SHOW else ""
+    return f"{len(bad)} {what} images are missing or unreadable: {shown}{more}"
+
+
+def _check_keypoints_near_image(
+    names: Sequence[str],
+    keypoints: np.ndarray,
+    sizes: np.ndarray,
+    rows: Sequence[int],
+    source: Path,
+    joint_names: Sequence[str],
+) -> None:
+    """Refuse keypoints further than ``OUTSIDE_MARGIN`` of the image outside it.
+
+    Nearer ones are kept as they are, as the reference kept them: the crop box is clipped to
+    the image and a target that falls outside the crop gets weight 0.
+    """
+    size = sizes[:, None, :].astype(np.float64)
+    margin = OUTSIDE_MARGIN * size
+    far = ((keypoints < -margin) | (keypoints >= size + margin)).any(axis=2)
+    if not far.any():
+        return
+    bad_rows, bad_joints = np.nonzero(far)
+    described = [
+        f"{names[r]} (row {rows[r] + 1}): {joint_names[j]} at ({keypoints[r, j, 0]:.1f}, "
+        f"{keypoints[r, j, 1]:.1f}) in a {sizes[r, 0]}x{sizes[r, 1]} image"
+        for r, j in zip(bad_rows[:_SHOW], bad_joints[:_SHOW], strict=True)
+    ]
+    positions = sorted({int(rows[r]) for r in bad_rows})
+    raise DataFormatError(
+        f"{source}: {len(bad_rows)} keypoints in {len(positions)} images lie far outside their "
+        f"image (more than {OUTSIDE_MARGIN:.0%} of its size): "
+        + "; ".join(described)
+        + ". Do the annotations belong to these images (same resolution, x before y)? To "
+        f"train without these rows set DATASET.DROP_ROWS {positions[:20]}"
+    )
+
+
+def load_training_table(cfg: CfgNode, logger: logging.Logger | None = None) -> KeypointTable:
     """``TRAIN_CSV`` minus the positional rows ``DATASET.DROP_ROWS`` (and the reference's
-    delete_list with ``DROP_REFERENCE_ROWS``)."""
+    delete_list with ``DROP_REFERENCE_ROWS``), with every image checked before training starts.
+
+    A missing or unreadable image stops here with the files named; with
+    ``DATASET.SKIP_BAD_IMAGES`` its row is left out instead, logged, and listed in
+    ``KeypointTable.skipped``. Keypoints far outside their image are refused (see
+    ``OUTSIDE_MARGIN``), naming the file, the row and the keypoint.
+    """
+    logger = logger or _LOG
     root = dataset_root(cfg)
     names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
-    frame = read_keypoint_csv(root / cfg.DATASET.TRAIN_CSV, names)
+    csv_path = root / cfg.DATASET.TRAIN_CSV
+    frame = read_keypoint_csv(csv_path, names)
     drop = {int(i) for i in cfg.DATASET.DROP_ROWS}
     if cfg.DATASET.DROP_REFERENCE_ROWS:
         drop.update(REFERENCE_DROP_ROWS)
     outside = sorted(i for i in drop if not 0 <= i < len(frame))
     if outside:
         raise ValueError(
-            f"rows to drop {outside[:5]} lie outside {root / cfg.DATASET.TRAIN_CSV} "
+            f"rows to drop {outside[:5]} lie outside {csv_path} "
             f"({len(frame)} rows); DROP_REFERENCE_ROWS is meant for the real competition file"
         )
-    if drop:
-        frame = frame.drop(index=frame.index[sorted(drop)]).reset_index(drop=True)
+    rows = [i for i in range(len(frame)) if i not in drop]
+    frame = frame.iloc[rows].reset_index(drop=True)
     image_dir = root / cfg.DATASET.TRAIN_IMAGE_DIR
     image_names = frame["image"].astype(str).tolist()
-    return KeypointTable(
-        image_names, [image_dir / n for n in image_names], keypoints_array(frame, names)
-    )
+    paths = [image_dir / n for n in image_names]
+    keypoints = keypoints_array(frame, names)
+    sizes, bad = check_images(paths)
+    skipped: list[str] = []
+    if bad and not cfg.DATASET.SKIP_BAD_IMAGES:
+        raise ImageReadError(
+            f"{csv_path}: " + _bad_images_message(bad, "training")
+            + ". Fix or remove them, or set DATASET.SKIP_BAD_IMAGES True to train without them"
+        )
+    if bad:
+        skipped = [image_names[i] for i, _ in bad]
+        logger.warning("DATASET.SKIP_BAD_IMAGES: leaving out %d of %d training images:\n%s",
+                       len(bad), len(paths), "\n".join(reason for _, reason in bad))  # fmt: skip
+        keep = sorted(set(range(len(paths))) - {i for i, _ in bad})
+        image_names = [image_names[i] for i in keep]
+        paths = [paths[i] for i in keep]
+        keypoints, sizes, rows = keypoints[keep], sizes[keep], [rows[i] for i in keep]
+    _check_keypoints_near_image(image_names, keypoints, sizes, rows, csv_path, names)
+    return KeypointTable(image_names, paths, keypoints, skipped)
 
 
 def load_truth_table(cfg: CfgNode) -> KeypointTable | None:
@@ -86,10 +168,25 @@ def load_truth_table(cfg: CfgNode) -> KeypointTable | None:
 
 
 def test_image_names(cfg: CfgNode) -> list[str]:
-    """The test images, in the row order of ``TEST_CSV`` (the submission template)."""
-    path = dataset_root(cfg) / cfg.DATASET.TEST_CSV
+    """The test images, in the row order of ``TEST_CSV`` (the submission template), each
+    checked to exist and be readable before any prediction is made.
+
+    A bad test image is an error even with ``DATASET.SKIP_BAD_IMAGES``: the submission needs a
+    row for every template row, and a dropped or invented row would be a wrong submission
+    that looks complete.
+    """
+    root = dataset_root(cfg)
+    path = root / cfg.DATASET.TEST_CSV
     names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
-    return read_keypoint_csv(path, names)["image"].astype(str).tolist()
+    image_names = read_keypoint_csv(path, names)["image"].astype(str).tolist()
+    _, bad = check_images([root / cfg.DATASET.TEST_IMAGE_DIR / n for n in image_names])
+    if bad:
+        raise ImageReadError(
+            f"{path}: " + _bad_images_message(bad, "test")
+            + ". Every test image needs a prediction, so they are never skipped "
+            "(DATASET.SKIP_BAD_IMAGES applies to training only): restore them"
+        )
+    return image_names
 
 
 def split_groups(image_names: list[str]) -> list[str]:

@@ -24,6 +24,7 @@ from common.checkpoint import (
     BEST_NAME,
     CHECKPOINT_NAME,
     FINAL_NAME,
+    CheckpointError,
     load_training_checkpoint,
     restore_rng_state,
     rng_state,
@@ -33,15 +34,17 @@ from common.distributed import (
     average,
     barrier,
     is_main_process,
+    replicas_in_sync,
     train_sampler,
     unwrap_model,
+    world_size,
     wrap_model,
 )
 from common.seed import epoch_generator, seed_worker
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss or the weights became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -104,6 +107,14 @@ def build_scheduler(cfg: CfgNode, optimizer: torch.optim.Optimizer):
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, cfg.TRAIN.LR_FACTOR)
 
 
+def _first_non_finite(model: nn.Module) -> str | None:
+    """The name of the first weight or buffer holding NaN or inf, or None."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return name
+    return None
+
+
 def _metric_is_better(value: float, best: float) -> bool:
     return value <= best  # the reference keeps the later epoch on a tie
 
@@ -133,9 +144,16 @@ def fit(
     checkpoint_path = output_dir / CHECKPOINT_NAME
     if cfg.AUTO_RESUME and checkpoint_path.exists():
         checkpoint = load_training_checkpoint(checkpoint_path)
-        model.load_state_dict(checkpoint["state_dict"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
+        try:
+            model.load_state_dict(checkpoint["state_dict"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scheduler.load_state_dict(checkpoint["scheduler"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise CheckpointError(
+                f"{checkpoint_path} does not fit the model or optimiser of this config (another "
+                f"MODEL.NUM_JOINTS, widths or TRAIN.OPTIMIZER?); move it away to start afresh: "
+                f"{error}"
+            ) from error
         if "scaler" in checkpoint and use_amp:
             scaler.load_state_dict(checkpoint["scaler"])
         if "rng" in checkpoint:
@@ -175,6 +193,13 @@ def fit(
             count += 1
             bar.set_postfix(loss=f"{running / count:.5f}")
         bar.close()
+        broken = _first_non_finite(model)
+        if broken is not None:
+            raise TrainingDiverged(
+                f"{broken} holds NaN or infinite values after epoch {epoch} (the last optimiser "
+                f"step diverged): training stopped; the last good checkpoint ({checkpoint_path}) "
+                "is kept"
+            )
         scheduler.step()
         train_loss = average(running / max(count, 1))
         if not main:  # validation, checkpoints and logs belong to the first process
@@ -219,6 +244,10 @@ def fit(
             k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
         barrier()
 
+    if not replicas_in_sync(model):
+        raise RuntimeError("the processes ended training with different weights: DDP lost sync")
+    if world_size() > 1:
+        logger.info("weights identical on all %d processes", world_size())
     if main:
         save_atomic(model.state_dict(), output_dir / FINAL_NAME)
     logger.info("best %s %.4f at epoch %d", stage.metric_name, best_perf, best_epoch)

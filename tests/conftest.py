@@ -53,3 +53,14 @@ def tiny_motion(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_motion") / "data"
     generate_motion_dataset(root, 96, 24, width=320, height=180, seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def learning_motion(tmp_path_factory) -> Path:
+    """A synthetic motion set with many short sequences (240 train, 40 test at 320x180), so that
+    a tiny model trained for a minute generalises to unseen subjects."""
+    from common.synthetic.motion import generate_motion_dataset
+
+    root = tmp_path_factory.mktemp("learning_motion") / "data"
+    generate_motion_dataset(root, 240, 40, width=320, height=180, seed=0, max_frames=2)
+    return root

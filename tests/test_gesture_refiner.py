@@ -147,3 +147,33 @@ def test_refiner_effect_on_logloss() -> None:
     wrong = refined.copy()
     wrong[0] = np.eye(7)[0]
     assert multiclass_logloss(wrong, labels) == pytest.approx(34.539 / 3, abs=1e-2)
+
+
+def test_score_clips_reports_each_pair_with_and_without_the_rule() -> None:
+    from common.gesture.engine import score_clips
+
+    pairs = _pairs()
+    class_ids = [0, 10, 42, 67, 146, 163, 5]
+    fitted = fit_thresholds(pairs, [0, 146], [{"tip_x_range": 20.0, "max_x_range": 0.0},
+                                              {"tip_x_range": 0.0, "max_x_range": 20.0}],
+                            5.0, 3.0)  # fmt: skip
+    probs = np.array([
+        [0.55, 0.0, 0.45, 0.0, 0.0, 0.0, 0.0],  # truth 42 (wag), model says 0
+        [0.0, 0.0, 0.0, 0.0, 0.7, 0.3, 0.0],  # truth 163 (push), model says fist
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.8],  # truth 5, outside every pair
+    ])  # fmt: skip
+    labels = np.array([2, 5, 6])
+    clips = [_raised_finger([560.0, 650.0]), _fist([300.0, 380.0, 330.0]),
+             _fist([300.0, 301.0])]  # fmt: skip
+    scores = score_clips(probs, labels, class_ids, clips, [1920] * 3, pairs, fitted, 1920.0,
+                         "pair_mass")  # fmt: skip
+    assert scores["logloss"] == pytest.approx(-(np.log(0.45) + np.log(0.3) + np.log(0.8)) / 3)
+    assert scores["logloss_refined"] == pytest.approx(-(np.log(0.8)) / 3, abs=1e-12)
+    assert scores["accuracy"] == pytest.approx(1 / 3) and scores["accuracy_refined"] == 1.0
+    index, fist = scores["pairs"]["index"], scores["pairs"]["fist"]
+    assert index["clips"] == 1 and index["logloss"] == pytest.approx(-np.log(0.45))
+    assert index["logloss_refined"] == pytest.approx(0.0, abs=1e-12)
+    assert (index["accuracy"], index["accuracy_refined"]) == (0.0, 1.0)
+    assert fist["logloss"] == pytest.approx(-np.log(0.3)) and fist["threshold"] == 25.0
+    # one-hot gives the same here: both pair clips become certain and right
+    assert scores["logloss_refined_by_mode"]["onehot"] == pytest.approx(-np.log(0.8) / 3)

@@ -4,10 +4,10 @@ and the test-time output."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -44,18 +44,19 @@ def same_weights(a: Path, b: Path) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_tiny_model_learns_well_beyond_the_mean_pose(tiny_motion, tmp_path):
-    out_dir = train(tiny_motion, tmp_path, "TRAIN.END_EPOCH", "12")
+def test_tiny_model_learns_well_beyond_the_mean_pose(learning_motion, tmp_path):
+    data = learning_motion
+    out_dir = train(data, tmp_path)
     load_tool("test").main(["--cfg", str(ROOT / CFG), "--output_path", str(out_dir),
-                            *opts(tiny_motion, tmp_path, "TEST.USE_GT_BBOX", "True")])  # fmt: skip
-    truth = read_keypoint_csv(tiny_motion / "test_df.csv")
+                            *opts(data, tmp_path, "TEST.USE_GT_BBOX", "True")])  # fmt: skip
+    truth = read_keypoint_csv(data / "test_df.csv")
     result = read_keypoint_csv(out_dir / "result.csv")
-    template = pd.read_csv(tiny_motion / "sample_submission.csv")
+    template = pd.read_csv(data / "sample_submission.csv")
     assert list(result.columns) == list(template.columns)
     assert list(result["image"]) == list(template["image"])
     truth = truth.set_index("image").loc[result["image"]].reset_index()
     model_rmse = rmse(keypoints_array(result), keypoints_array(truth))
-    train_kps = keypoints_array(read_keypoint_csv(tiny_motion / "train_df.csv"))
+    train_kps = keypoints_array(read_keypoint_csv(data / "train_df.csv"))
     boxes = keypoint_extent_boxes(keypoints_array(truth))
     baseline = rmse(mean_pose_prediction(train_kps, boxes), keypoints_array(truth))
     print(f"test RMSE {model_rmse:.2f} px vs mean pose {baseline:.2f} px")
@@ -81,11 +82,12 @@ def test_killed_run_resumes_to_the_same_weights_and_best_model(tiny_motion, tmp_
                *opts(tiny_motion, killed_root, *extra)]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
-    # Kill it during epoch 1, once epoch 0's checkpoint is on disk.
+    # Kill it during epoch 1, after its first batch: epoch 0's checkpoint is on disk by then.
+    # (Text mode reads tqdm's carriage-return updates as lines.)
+    in_epoch_one = re.compile(r"epoch 1 train:.*\| [1-9]\d*/")
     for line in process.stdout:
-        if " epoch 0 lr " in line:
+        if in_epoch_one.search(line):
             break
-    time.sleep(1.0)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL

@@ -33,6 +33,12 @@ def add_motion_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
     parser.add_argument("--jpeg-quality", type=int, default=90)
     parser.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        help="at most this many frames per sequence: more poses for a small training set",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing data set in --out"
     )
 
@@ -51,6 +57,7 @@ def run_motion(args: argparse.Namespace) -> int:
             seed=args.seed,
             overwrite=args.overwrite,
             jpeg_quality=args.jpeg_quality,
+            max_frames=args.max_frames,
         )
     except (FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

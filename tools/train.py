@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
         return train_gesture(cfg, output_dir, logger)
     engine = stage_engine(cfg.TASK)
 
-    table = load_training_table(cfg)
+    table = load_training_table(cfg, logger)
     groups = split_groups(table.names) if cfg.DATASET.GROUP_SPLIT else None
     splits = make_splits(
         len(table.names), args.test_option, cfg.TEST_RATIO, cfg.RANDOMSEED, groups
@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> dict:
         if writer is not None:
             writer.close()
     summary.pop("history", None)
+    if table.skipped:
+        summary["skipped_images"] = table.skipped
+        logger.warning("DATASET.SKIP_BAD_IMAGES: trained without %d unreadable images: %s",
+                       len(table.skipped), ", ".join(table.skipped))  # fmt: skip
     if not main_process:
         cleanup()
         return summary

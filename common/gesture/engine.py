@@ -281,7 +281,8 @@ def score_clips(
     mode: str,
 ) -> dict:
     """Clip logloss and accuracy with and without the refiner (in ``mode``; the logloss also in
-    every mode), and per refiner group the accuracy on clips whose true class is in it."""
+    every mode), and per refiner group the logloss and accuracy on clips whose true class is in
+    it."""
     by_mode = {
         name: np.stack(
             [
@@ -310,6 +311,8 @@ def score_clips(
             continue
         result["pairs"][group] = {
             "clips": int(members.sum()),
+            "logloss": multiclass_logloss(probs[members], labels[members]),
+            "logloss_refined": multiclass_logloss(refined[members], labels[members]),
             "accuracy": float(np.mean(probs[members].argmax(1) == labels[members])),
             "accuracy_refined": float(np.mean(refined[members].argmax(1) == labels[members])),
             "threshold": thresholds[group].threshold if group in thresholds else None,

@@ -5,10 +5,13 @@ read: ``hand_train_df.csv`` (every annotated one-hand training frame) and
 ``hand_test_list.csv`` (every test frame, coordinates 0). Both have the column ``image`` =
 ``<folder>/<n>.png`` and 42 columns ``<name>_x, <name>_y`` in the order of
 ``common.keypoints.HAND_KEYPOINTS`` (the JSON point order). Train and predict the stages on them
-with these overrides (for tools/train.py and tools/test.py, both stages)::
+with the hand configs (``experiments/{bbox,keypoint}/*hand*.yaml``), which set::
 
     DATASET.ROOT <root> DATASET.TRAIN_CSV hand_train_df.csv DATASET.TEST_CSV hand_test_list.csv
     DATASET.TRAIN_IMAGE_DIR train DATASET.TEST_IMAGE_DIR test MODEL.NUM_JOINTS 21
+
+Write the tables with ``python -m common.gesture.hand_keypoints --root <root>``
+(``tools/make_synthetic.py gesture`` writes them with the synthetic set).
 
 Stage two's ``result.csv`` (same columns, one row per test frame) is then read back by
 :func:`read_stage_keypoints`; the gesture config selects it with
@@ -19,6 +22,7 @@ hand per frame, so two-hand clips are cropped and refined on that one hand.
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -113,3 +117,19 @@ def read_stage_keypoints(result_csv: str | Path) -> dict[str, np.ndarray]:
             )
         keypoints[folder] = np.stack([by_number[n] for n in numbers])
     return keypoints
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m common.gesture.hand_keypoints --root DIR``: write the two hand tables."""
+    parser = argparse.ArgumentParser(description="Write the hand keypoint tables of the stages.")
+    parser.add_argument("--root", type=Path, required=True, help="gesture data root")
+    parser.add_argument("--train-dir", default="train", help="training folders under --root")
+    parser.add_argument("--test-dir", default="test", help="test folders under --root")
+    args = parser.parse_args(argv)
+    train_path, test_path = export_hand_tables(args.root, args.train_dir, args.test_dir)
+    print(f"wrote {train_path} and {test_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

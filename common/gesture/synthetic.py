@@ -15,7 +15,8 @@ clips per class) one two-fist training clip opens its hands for two frames, as t
 folder 596 did: the refiner's outlier rule must cope with both.
 
 Everything is written with the real names and layout (see ``common.gesture.data``), plus
-``test_answer.csv`` (``Image_Path``, ``pose_id``) for local scoring. Every clip draws from its
+``test_answer.csv`` (``Image_Path``, ``pose_id``) for local scoring and the hand tables of the
+two HRNet stages (``common.gesture.hand_keypoints``). Every clip draws from its
 own generator seeded by (seed, split, clip index), so a seed fixes the data exactly.
 """
 
@@ -37,6 +38,7 @@ from common.gesture.data import (
     POSE_COLUMNS,
     submission_image_path,
 )
+from common.gesture.hand_keypoints import export_hand_tables
 from common.io import atomic_path, atomic_write_bytes, atomic_write_text
 
 REFERENCE_WIDTH = 1920.0  # jitter and noise below are pixels of a 1920-wide frame
@@ -519,6 +521,7 @@ def generate_gesture_dataset(
     _write_csv(
         out / "test_answer.csv", pd.DataFrame(answers, columns=[IMAGE_PATH_COLUMN, "pose_id"])
     )
+    hand_tables = export_hand_tables(out)
     return {
         "out": str(out),
         "train_clips": train_clips,
@@ -528,6 +531,7 @@ def generate_gesture_dataset(
         "classes": len(class_ids),
         "opening_outlier_folder": outlier_folder,
         "test_json": test_json,
+        "hand_tables": [str(path) for path in hand_tables],
     }
 
 

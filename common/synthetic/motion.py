@@ -647,11 +647,18 @@ class Take:
         return parts.filename()
 
 
-def plan_takes(rng: np.random.Generator, stats: dict, split: str, count: int) -> list[Take]:
+def plan_takes(
+    rng: np.random.Generator,
+    stats: dict,
+    split: str,
+    count: int,
+    max_frames: int | None = None,
+) -> list[Take]:
     """Takes for ``count`` images, sorted by name, like the competition's sequences.
 
     Frame counts follow the real ones, but are capped for small sets so that even a handful of
-    images spans several cameras and subjects.
+    images spans several cameras and subjects; ``max_frames`` caps them further, for small
+    training sets that need many poses more than long sequences.
     """
     if count <= 0:
         return []
@@ -664,6 +671,8 @@ def plan_takes(rng: np.random.Generator, stats: dict, split: str, count: int) ->
     probabilities = np.array(list(frame_counts.values()), dtype=np.float64)
     probabilities /= probabilities.sum()
     cap = max(1, math.ceil(count / (2 * len(CAMERAS))))
+    if max_frames is not None:
+        cap = max(1, min(cap, int(max_frames)))
     frames: list[int] = []
     while len(CAMERAS) * sum(frames) < count:
         frames.append(min(int(rng.choice(lengths, p=probabilities)), cap))
@@ -749,6 +758,7 @@ def generate_motion_dataset(
     overwrite: bool = False,
     jpeg_quality: int = 90,
     stats: dict | None = None,
+    max_frames: int | None = None,
 ) -> dict[str, int]:
     """Write a synthetic data set in the competition's layout; the same seed gives the same bytes.
 
@@ -771,7 +781,9 @@ def generate_motion_dataset(
     for split, count in (("train", n_train), ("test", n_test)):
         split_number, _, csv_name, folder = SPLITS[split]
         _prepare_folder(out_dir / folder, overwrite)
-        takes = plan_takes(np.random.default_rng([seed, split_number]), stats, split, count)
+        takes = plan_takes(
+            np.random.default_rng([seed, split_number]), stats, split, count, max_frames
+        )
         all_names = sorted(
             take.name(camera, f) for take in takes for camera in CAMERAS for f in range(take.frames)
         )

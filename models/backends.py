@@ -1,0 +1,204 @@
+"""Inference backends, chosen by ``TEST.BACKEND``: the same network, run three ways.
+
+- ``'torch'``: the model as trained, in eval mode.
+- ``'fused'``: batch norm folded into the convolutions (``models/fuse.py``) and channels-last
+  memory format: half the layers to visit and the layout oneDNN and cuDNN convolutions prefer.
+- ``'onnxruntime'``: an ONNX export run by onnxruntime on the CPU with all graph optimisations.
+  ``TEST.ONNX_FILE`` names an export to use; otherwise the model is exported once to
+  ``<weights>.<digest>.onnx`` beside its weights (the digest covers the weights and the input
+  size, so a retrained model never meets a stale export), or to a temporary file.
+
+Each backend is an ``nn.Module`` called on an NCHW float tensor that returns a tensor, so the
+prediction code is the same for all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from yacs.config import CfgNode
+
+from common.io import atomic_path
+from models.fuse import fuse_conv_bn
+
+BACKENDS = ("torch", "fused", "onnxruntime")
+ONNX_OPSET = 17
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+
+
+class ChannelsLast(nn.Module):
+    """Runs ``model`` (already converted to channels-last) on channels-last inputs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
+class OnnxRuntimeModel(nn.Module):
+    """An onnxruntime CPU session behind the ``nn.Module`` call: tensor in, tensor out.
+
+    It owns no parameters; outputs go back to the input's device.
+    """
+
+    def __init__(self, onnx_path: str | Path, threads: int | None = None) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(onnx_path), options, providers=["CPUExecutionProvider"]
+        )
+        self.input_name = self.session.get_inputs()[0].name
+        self.input_shape = list(self.session.get_inputs()[0].shape)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
+        output = self.session.run(None, {self.input_name: array})[0]
+        return torch.from_numpy(np.ascontiguousarray(output)).to(images.device)
+
+
+def input_shape_for(cfg: CfgNode, batch: int = 1) -> tuple[int, int, int, int]:
+    """(N, 3, height, width) of the network input; ``MODEL.IMAGE_SIZE`` is [width, height]."""
+    width, height = (int(v) for v in cfg.MODEL.IMAGE_SIZE)
+    return batch, 3, height, width
+
+
+def _placement(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def export_onnx(model: nn.Module, path: str | Path, input_shape: Sequence[int]) -> Path:
+    """Write ``model`` (eval mode) as ONNX with a dynamic batch axis; atomically."""
+    path = Path(path)
+    example = torch.zeros(tuple(input_shape), device=_placement(model))
+    was_training = model.training
+    model.eval()
+    try:
+        with atomic_path(path) as tmp, warnings.catch_warnings():
+            # The legacy exporter is used on purpose: the newer one needs onnxscript, which
+            # is not a dependency. Its deprecation and tracer notes are expected.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model, (example,), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            )  # fmt: skip
+    finally:
+        model.train(was_training)
+    return path
+
+
+def onnx_max_difference(model: nn.Module, onnx_path: str | Path, images: torch.Tensor) -> float:
+    """Largest absolute difference between onnxruntime's and torch's outputs on ``images``."""
+    model.eval()
+    with torch.inference_mode():
+        expected = model(images.to(_placement(model))).float().cpu()
+    actual = OnnxRuntimeModel(onnx_path)(images.cpu())
+    if actual.shape != expected.shape:
+        raise ValueError(f"ONNX output shape {tuple(actual.shape)} differs from torch's "
+                         f"{tuple(expected.shape)}")  # fmt: skip
+    return float((actual - expected).abs().max())
+
+
+def weights_digest(model: nn.Module, input_shape: Sequence[int]) -> str:
+    """A short hash of the model's state and the input height and width (the export's key)."""
+    digest = hashlib.sha256(repr(tuple(input_shape[-2:])).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _onnxruntime_model(
+    model: nn.Module, cfg: CfgNode, input_shape: Sequence[int], weights_path: Path | None
+) -> OnnxRuntimeModel:
+    if cfg.TEST.ONNX_FILE:
+        onnx_path = Path(cfg.TEST.ONNX_FILE)
+        if not onnx_path.is_file():
+            raise FileNotFoundError(
+                f"TEST.ONNX_FILE {onnx_path} not found: export it with tools/export_onnx.py "
+                "or leave TEST.ONNX_FILE empty to export beside the weights"
+            )
+        runner = OnnxRuntimeModel(onnx_path)
+        if runner.input_shape[1:] != [int(v) for v in input_shape[1:]]:
+            raise ValueError(
+                f"TEST.ONNX_FILE {onnx_path} takes inputs {runner.input_shape} but this config "
+                f"feeds {list(input_shape)} (N, C, H, W): re-export it with this config"
+            )
+        return runner
+    if weights_path is None:
+        with tempfile.TemporaryDirectory(prefix="onnx_") as folder:
+            onnx_path = export_onnx(model, Path(folder) / "model.onnx", input_shape)
+            return OnnxRuntimeModel(onnx_path)  # the session holds the graph in memory
+    weights_path = Path(weights_path)
+    digest = weights_digest(model, input_shape)
+    onnx_path = weights_path.with_name(f"{weights_path.stem}.{digest}.onnx")
+    if not onnx_path.is_file():
+        export_onnx(model, onnx_path, input_shape)
+    return OnnxRuntimeModel(onnx_path)
+
+
+def prepare_inference_model(
+    model: nn.Module,
+    cfg: CfgNode,
+    example_input_shape: Sequence[int] | None = None,
+    weights_path: str | Path | None = None,
+) -> nn.Module:
+    """``model`` (eval mode, on its device) run by ``TEST.BACKEND``.
+
+    ``example_input_shape`` (N, C, H, W) defaults to ``MODEL.IMAGE_SIZE``; ``weights_path`` is
+    where the weights came from, so that the ONNX export is cached beside them. 'torch' returns
+    ``model`` itself; the others return a new module and leave ``model`` untouched.
+    """
+    backend = str(cfg.TEST.BACKEND)
+    if backend not in BACKENDS:
+        raise ValueError(f"TEST.BACKEND must be one of {list(BACKENDS)}, got {backend!r}")
+    model = model.eval()
+    if backend == "torch":
+        return model
+    shape = tuple(example_input_shape) if example_input_shape else input_shape_for(cfg)
+    if backend == "fused":
+        return ChannelsLast(fuse_conv_bn(model).to(memory_format=torch.channels_last)).eval()
+    path = Path(weights_path) if weights_path is not None else None
+    return _onnxruntime_model(model, cfg, shape, path).eval()
+
+
+def randomize_weights(model: nn.Module, seed: int) -> nn.Module:
+    """Trained-looking random weights, in place: PyTorch's default conv and linear init and
+    random batch-norm statistics and affine terms.
+
+    The official init (convs N(0, 0.001), identity BN) gives near-zero activations and makes
+    BN folding a no-op, so parity checks and benchmarks on it would prove little.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                bound = 1.0 / module.weight[0].numel() ** 0.5
+                module.weight.copy_(torch.rand(module.weight.shape, generator=generator)
+                                    .mul(2 * bound).sub(bound))  # fmt: skip
+                if module.bias is not None:
+                    module.bias.copy_(torch.rand(module.bias.shape, generator=generator)
+                                      .mul(2 * bound).sub(bound))  # fmt: skip
+            elif isinstance(module, nn.BatchNorm2d):
+                count = module.num_features
+                module.running_mean.copy_(torch.randn(count, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(count, generator=generator) * 1.5 + 0.5)
+                module.weight.copy_(torch.rand(count, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(count, generator=generator) * 0.1)
+    return model

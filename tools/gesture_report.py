@@ -1,0 +1,268 @@
+"""The gesture pipeline on regressed hand keypoints, end to end on a CPU, with its numbers.
+
+``python tools/gesture_report.py [--work output/gesture_report] [sizes and epochs]``
+
+1. a synthetic gesture set (``tools/make_synthetic.py gesture``, with the hand tables);
+2. stage one on the hands (``experiments/bbox/tiny_cpu_hand_bbox.yaml``): train, predict the test
+   frames' boxes, copy ``test_annotation.pkl`` to the data's ``annotations/``;
+3. stage two (``experiments/keypoint/tiny_cpu_hand_keypoint.yaml``): train, predict 21 keypoints
+   per test frame (``result.csv``);
+4. the classifier (``experiments/gesture/tiny_cpu_gesture.yaml``): train on the training clips'
+   JSON keypoints; its validation fold gives logloss and pair accuracy with and without the
+   refiner, and the fitted thresholds;
+5. the test clips predicted with the regressed keypoints (``GESTURE.KEYPOINT_SOURCE stages``) and,
+   where the test JSONs exist, with those (``json``) for comparison, each scored against
+   ``test_answer.csv`` with and without the refiner; ``tools/score.py`` scores the submission.
+
+Every step is the tool a user would run (called in-process); ``<work>/report.json`` keeps the
+numbers. Thread count: set ``OMP_NUM_THREADS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+from types import ModuleType
+
+import _bootstrap  # noqa: F401
+import numpy as np
+
+from common.config import load_config
+from common.gesture.data import POINTS_PER_HAND, read_clips, read_test_answers
+from common.gesture.hand_keypoints import read_stage_keypoints
+from common.gesture.refiner import THRESHOLDS_NAME, clip_statistic, load_thresholds
+from common.gesture.synthetic import generate_gesture_dataset
+from common.io import atomic_write_text, image_size
+from common.run_dir import output_dir_for
+
+ROOT = Path(__file__).resolve().parents[1]
+BBOX_CFG = ROOT / "experiments" / "bbox" / "tiny_cpu_hand_bbox.yaml"
+KEYPOINT_CFG = ROOT / "experiments" / "keypoint" / "tiny_cpu_hand_keypoint.yaml"
+GESTURE_CFG = ROOT / "experiments" / "gesture" / "tiny_cpu_gesture.yaml"
+
+
+def _tool(name: str) -> ModuleType:
+    """``tools/<name>.py`` as a module (``test`` would otherwise be the standard library's)."""
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _lr_steps(epochs: int) -> str:
+    """The tiny configs' LR drops (x0.1 at 75% and 90% of training), for another length."""
+    first = max(1, round(0.75 * epochs))
+    return f"[{first}, {max(first + 1, round(0.9 * epochs))}]"
+
+
+def _step(title: str) -> float:
+    print(f"\n=== {title}", flush=True)
+    return time.perf_counter()
+
+
+def _train_and_test_stage(cfg_path: Path, opts: list[str], epochs: int) -> Path:
+    """Train one stage, predict its test set; returns its output folder."""
+    opts = [*opts, "TRAIN.END_EPOCH", str(epochs), "TRAIN.LR_STEP", _lr_steps(epochs)]
+    _tool("train").main(["--cfg", str(cfg_path), "--test_option", "False", *opts])
+    output_dir = output_dir_for(load_config(cfg_path, opts), cfg_path)
+    _tool("test").main(["--cfg", str(cfg_path), "--output_path", str(output_dir), *opts])
+    return output_dir
+
+
+def keypoint_errors(data_root: Path, result_csv: Path) -> dict:
+    """Regressed vs JSON keypoints of the one-hand test frames: mean joint distance (pixels),
+    its median over frames, and the share of frames whose mean distance exceeds 10% of the
+    frame width (a missed hand). Empty where the test clips have no JSON."""
+    stage = read_stage_keypoints(result_csv)
+    per_frame = []
+    width = None
+    for clip in read_clips(data_root / "test", "test"):
+        if clip.keypoints is None:
+            return {}
+        width = width or image_size(clip.frame_paths[0])[0]
+        for predicted, truth in zip(stage[clip.folder], clip.keypoints, strict=True):
+            if len(truth) == POINTS_PER_HAND:
+                per_frame.append(float(np.linalg.norm(predicted - truth, axis=1).mean()))
+    per_frame_array = np.array(per_frame)
+    return {
+        "frames": len(per_frame),
+        "mean_px": float(per_frame_array.mean()),
+        "median_px": float(np.median(per_frame_array)),
+        "missed_share": float(np.mean(per_frame_array > 0.1 * width)),
+        "image_width": width,
+    }
+
+
+def pair_statistics(data_root: Path, result_csv: Path, thresholds_path: Path) -> list[dict]:
+    """For every test clip of a refiner pair: its statistic from the regressed keypoints (and
+    from the JSON ones where present) beside its group's threshold."""
+    pairs, thresholds, reference_width = load_thresholds(thresholds_path)
+    answers = read_test_answers(data_root / "test_answer.csv")
+    stage = read_stage_keypoints(result_csv)
+    rows = []
+    for clip in read_clips(data_root / "test", "test"):
+        pose_id = answers[clip.folder]
+        pair = next((p for p in pairs if pose_id in (p.static_id, p.moving_id)), None)
+        if pair is None or pair.group not in thresholds:
+            continue
+        width = image_size(clip.frame_paths[0])[0]
+        row = {
+            "folder": clip.folder,
+            "pose_id": pose_id,
+            "moving": pose_id == pair.moving_id,
+            "group": pair.group,
+            "threshold": thresholds[pair.group].threshold,
+            "regressed": clip_statistic(
+                pair.statistic, list(stage[clip.folder]), width, reference_width
+            ),
+        }
+        if clip.keypoints is not None:
+            row["json"] = clip_statistic(pair.statistic, clip.keypoints, width, reference_width)
+        rows.append(row)
+    return rows
+
+
+def _score_tool(pred: Path, truth: Path) -> str:
+    """The last line ``tools/score.py`` prints for a submission."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = _tool("score").main(["--pred", str(pred), "--truth", str(truth)])
+    if code != 0:
+        raise RuntimeError(f"tools/score.py refused {pred} (exit {code})")
+    return printed.getvalue().strip().splitlines()[-1]
+
+
+def _scores_line(name: str, scores: dict) -> str:
+    by_mode = scores["logloss_refined_by_mode"]
+    line = (
+        f"{name:<34} clips {int(scores['clips']):>3}  logloss {scores['logloss']:.3f} -> "
+        f"{scores['logloss_refined']:.3f} (onehot {by_mode['onehot']:.3f}, pair_mass "
+        f"{by_mode['pair_mass']:.3f})  accuracy {scores['accuracy']:.3f} -> "
+        f"{scores['accuracy_refined']:.3f}"
+    )
+    for group, pair in sorted(scores.get("pairs", {}).items()):
+        line += (
+            f"\n{'':<36}pair {group:<6} clips {int(pair['clips']):>2}  accuracy "
+            f"{pair['accuracy']:.3f} -> {pair['accuracy_refined']:.3f}  logloss "
+            f"{pair['logloss']:.3f} -> {pair['logloss_refined']:.3f}"
+        )
+    return line
+
+
+def print_summary(report: dict) -> None:
+    """The numbers of a report, as a few readable lines."""
+    print("\n=== gesture report")
+    print(f"data: {json.dumps(report['data'])}")
+    keypoints = report.get("keypoint_error")
+    if keypoints:
+        print(
+            f"regressed keypoints vs test JSON ({keypoints['frames']} one-hand frames, "
+            f"{keypoints['image_width']} px wide): mean {keypoints['mean_px']:.2f} px, median "
+            f"{keypoints['median_px']:.2f} px, missed hands {100 * keypoints['missed_share']:.1f}%"
+        )
+    print(f"thresholds (reference-width px): {json.dumps(report['thresholds'])}")
+    print(_scores_line("validation fold(s), JSON keypoints", report["validation"]))
+    if "test_json" in report:
+        print(_scores_line("test, JSON keypoints", report["test_json"]))
+    print(_scores_line("test, regressed keypoints", report["test_regressed"]))
+    for row in report["pair_statistics"]:
+        json_value = f"  json {row['json']:7.1f}" if "json" in row else ""
+        print(
+            f"  test clip {row['folder']:>5} pose {row['pose_id']:>3} "
+            f"({'moving' if row['moving'] else 'static'}) {row['group']:<6} regressed "
+            f"{row['regressed']:7.1f}{json_value}  threshold {row['threshold']:.1f}"
+        )
+    print(f"tools/score.py on the regressed submission: {report['score_tool']}")
+    print(f"seconds: {json.dumps(report['seconds'])}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("output/gesture_report"),
+                        help="data, runs and report.json go here (replaced)")
+    parser.add_argument("--train-clips", type=int, default=104)
+    parser.add_argument("--test-clips", type=int, default=26)
+    parser.add_argument("--frames", type=int, default=6, help="frames per clip")
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=180)
+    parser.add_argument("--seed", type=int, default=0, help="of the synthetic data")
+    parser.add_argument("--no-test-json", dest="test_json", action="store_false",
+                        help="no test keypoint JSONs: only regressed keypoints exist")
+    parser.add_argument("--bbox-epochs", type=int, default=20)
+    parser.add_argument("--keypoint-epochs", type=int, default=12)
+    parser.add_argument("--gesture-epochs", type=int, default=30)
+    parser.add_argument("--gesture-image-size", type=int, default=64)
+    parser.add_argument("--gesture-opts", nargs="*", default=[],
+                        help="more KEY VALUE overrides of the gesture config")
+    args = parser.parse_args(argv)  # fmt: skip
+
+    work = args.work.resolve()
+    data = work / "data"
+    if work.exists():
+        shutil.rmtree(work)
+    common = ["DATASET.ROOT", str(data), "OUTPUT_DIR", str(work / "output"),
+              "LOG_DIR", str(work / "log")]  # fmt: skip
+    seconds: dict[str, float] = {}
+
+    started = _step("synthetic gesture data")
+    summary = generate_gesture_dataset(
+        data, args.train_clips, args.test_clips, args.frames, args.width, args.height,
+        args.seed, args.test_json,
+    )  # fmt: skip
+    seconds["data"] = time.perf_counter() - started
+
+    started = _step("stage one: hand boxes")
+    bbox_dir = _train_and_test_stage(BBOX_CFG, common, args.bbox_epochs)
+    box_file = data / load_config(KEYPOINT_CFG, common).DATASET.BOX_FILE
+    box_file.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(bbox_dir / "test_annotation.pkl", box_file)
+    seconds["stage_one"] = time.perf_counter() - started
+
+    started = _step("stage two: 21 hand keypoints")
+    keypoint_dir = _train_and_test_stage(KEYPOINT_CFG, common, args.keypoint_epochs)
+    result_csv = keypoint_dir / "result.csv"
+    seconds["stage_two"] = time.perf_counter() - started
+
+    started = _step("gesture classifier")
+    gesture_opts = [
+        *common,
+        "GESTURE.EPOCHS", str(args.gesture_epochs),
+        "GESTURE.PATIENCE", str(args.gesture_epochs),
+        "GESTURE.IMAGE_SIZE", str(args.gesture_image_size),
+        *args.gesture_opts,
+    ]  # fmt: skip
+    metrics = _tool("train").main(["--cfg", str(GESTURE_CFG), *gesture_opts])
+    gesture_dir = output_dir_for(load_config(GESTURE_CFG, gesture_opts), GESTURE_CFG)
+    seconds["classifier"] = time.perf_counter() - started
+
+    started = _step("test clips")
+    test_tool = _tool("test")
+    report: dict = {"data": summary, "thresholds": metrics["thresholds"],
+                    "validation": metrics["mean"]}  # fmt: skip
+    if args.test_json:
+        test_tool.main(["--cfg", str(GESTURE_CFG), "--output_path", str(gesture_dir),
+                        *gesture_opts, "GESTURE.KEYPOINT_SOURCE", "json"])  # fmt: skip
+        report["test_json"] = json.loads((gesture_dir / "test_scores.json").read_text())
+    submission = test_tool.main(["--cfg", str(GESTURE_CFG), "--output_path", str(gesture_dir),
+                                 *gesture_opts, "GESTURE.KEYPOINT_SOURCE", "stages",
+                                 "GESTURE.STAGE_RESULT_CSV", str(result_csv)])  # fmt: skip
+    report["test_regressed"] = json.loads((gesture_dir / "test_scores.json").read_text())
+    report["submission"] = str(submission)
+    report["score_tool"] = _score_tool(submission, data / "test_answer.csv")
+    report["keypoint_error"] = keypoint_errors(data, result_csv)
+    report["pair_statistics"] = pair_statistics(data, result_csv, gesture_dir / THRESHOLDS_NAME)
+    seconds["test"] = time.perf_counter() - started
+    report["seconds"] = {name: round(value, 1) for name, value in seconds.items()}
+    atomic_write_text(work / "report.json", json.dumps(report, indent=1))
+    print_summary(report)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from yacs.config import CfgNode
 
 from common.checkpoint import BEST_NAME
+from common.io import read_image
 from common.metrics import box_iou, corner_error
 from common.motion_data import write_box_annotations
 from common.stage_data import (
@@ -31,6 +32,7 @@ from common.stage_data import (
     test_image_names,
 )
 from common.trainer import Stage, make_loader
+from common.visualize import draw_boxes, write_training_samples
 from HRNet_bbox.dataset import WholeImageBoxDataset, sanitize_boxes_xyxy
 from HRNet_bbox.model import REFERENCE_HEAD, BoxRegressor, build_box_model
 from models.backends import prepare_inference_model
@@ -139,10 +141,21 @@ def build_stage(
             return F.mse_loss(output * weights, target * weights)
         return F.mse_loss(output, target)
 
+    last_pred: dict[str, np.ndarray] = {}
+
     def validate(net: BoxRegressor, epoch: int) -> dict[str, float]:
         pred = predict_boxes_xywh(net, cfg, val.paths, device)
+        last_pred["boxes"] = pred
         scores = _box_scores(pred, val_boxes)
         return {"metric": scores["corner_error"], **scores}
+
+    def draw_samples(net: BoxRegressor, epoch: int, metrics: dict, writer) -> None:
+        count = min(cfg.DEBUG.NUM_SAMPLE_IMAGES, len(val.paths))
+        pictures = [
+            draw_boxes(read_image(val.paths[i]), last_pred["boxes"][i], val_boxes[i])
+            for i in range(count)
+        ]
+        write_training_samples(writer, epoch, pictures)
 
     return Stage(
         model=model,
@@ -150,6 +163,7 @@ def build_stage(
         train_step=train_step,
         validate=validate,
         metric_name="corner_error",
+        after_validation=draw_samples,
     )
 
 

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from yacs.config import CfgNode
 
 from common.checkpoint import BEST_NAME
+from common.io import read_image
 from common.keypoints import coordinate_columns, keypoint_set
 from common.metrics import rmse
 from common.motion_data import read_box_annotations, write_keypoint_csv
@@ -22,6 +23,7 @@ from common.stage_data import (
     test_image_names,
 )
 from common.trainer import Stage, make_loader
+from common.visualize import side_by_side, write_training_samples
 from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
 from HRNet_keypoint.inference import predict_keypoints
 from HRNet_keypoint.loss import JointsMSELoss
@@ -89,10 +91,22 @@ def build_stage(
         output = net(inputs.to(device))
         return criterion(output, target.to(device), target_weight.to(device))
 
+    last_pred: dict[str, np.ndarray] = {}
+
     def validate(net: torch.nn.Module, epoch: int) -> dict[str, float]:
         pred = predict_boxes(net, cfg, val.paths, val_boxes, device, desc=f"epoch {epoch} val")
+        last_pred["coords"] = pred
         error = rmse(pred, val.keypoints)
         return {"metric": error, "rmse": error, "mse": error**2}
+
+    def draw_samples(net: torch.nn.Module, epoch: int, metrics: dict, writer) -> None:
+        count = min(cfg.DEBUG.NUM_SAMPLE_IMAGES, len(val.paths))
+        pictures = [
+            side_by_side(read_image(val.paths[i]), last_pred["coords"][i], val.keypoints[i],
+                         val_boxes[i], f"epoch {epoch}  {val.names[i]}")  # fmt: skip
+            for i in range(count)
+        ]
+        write_training_samples(writer, epoch, pictures)
 
     return Stage(
         model=model,
@@ -100,6 +114,7 @@ def build_stage(
         train_step=train_step,
         validate=validate,
         metric_name="rmse",
+        after_validation=draw_samples,
     )
 
 

@@ -161,6 +161,9 @@ _C.GESTURE.REFERENCE_WIDTH = 1920  # the width the pixel margins and thresholds 
 # 'stages' = stage two's result.csv on the hand tables (see common/gesture/hand_keypoints.py).
 _C.GESTURE.KEYPOINT_SOURCE = "json"
 _C.GESTURE.STAGE_RESULT_CSV = ""  # path of that result.csv when KEYPOINT_SOURCE is 'stages'
+# Stage two's result.csv on every training frame (hand_train_list.csv): when set, training also
+# fits the refiner on these keypoints, and KEYPOINT_SOURCE 'stages' uses those thresholds.
+_C.GESTURE.TRAIN_STAGE_RESULT_CSV = ""
 # Model: any timm model name. Never downloaded; PRETRAINED may name a local weight file.
 _C.GESTURE.BACKBONE = "regnety_040"
 _C.GESTURE.PRETRAINED = ""

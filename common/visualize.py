@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -89,3 +91,30 @@ def contact_sheet(
         row += [np.zeros((cell_height, cell_width, 3), np.uint8)] * (columns - len(row))
         rows.append(np.concatenate(row, axis=1))
     return np.concatenate(rows, axis=0)
+
+
+def draw_boxes(
+    image: np.ndarray, pred_xywh: np.ndarray, truth_xywh: np.ndarray | None = None
+) -> np.ndarray:
+    """A copy of ``image`` with the predicted box (orange) and the true box (green) drawn."""
+    canvas = image.copy()
+    thickness = max(1, round(max(canvas.shape[:2]) / 400))
+    for box, colour in ((truth_xywh, TRUTH_COLOUR), (pred_xywh, PRED_COLOUR)):
+        if box is not None:
+            x, y, w, h = np.round(box).astype(int)
+            cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, thickness)
+    return canvas
+
+
+def write_training_samples(writer, epoch: int, pictures: list[np.ndarray]) -> Path | None:
+    """Tile one epoch's validation pictures, save them as ``<TensorBoard dir>/samples/
+    epoch_NNN.jpg`` next to the curves, and add them to TensorBoard as ``valid/samples``."""
+    if writer is None or not pictures:
+        return None
+    sheet = contact_sheet(pictures, columns=min(4, len(pictures)), cell_width=320)
+    path = Path(writer.logdir) / "samples" / f"epoch_{epoch:03d}.jpg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), sheet):
+        raise OSError(f"could not write {path}")
+    writer.add_image("valid/samples", sheet[:, :, ::-1].copy(), epoch, dataformats="HWC")
+    return path

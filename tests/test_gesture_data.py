@@ -171,7 +171,8 @@ def test_hand_tables_and_stage_keypoints(tmp_path: Path) -> None:
     _make_clip(tmp_path, "train", "0", 2, _content(0, 2))
     _make_clip(tmp_path, "train", "1", 2, _content(0, 2, points=42))  # two hands: left out
     _make_clip(tmp_path, "test", "2", 3, None)
-    train_csv, test_csv = export_hand_tables(tmp_path)
+    train_csv, test_csv, train_list = export_hand_tables(tmp_path)
+    assert pd.read_csv(train_list)["image"].tolist() == ["0/0.png", "0/1.png", "1/0.png", "1/1.png"]
     train = pd.read_csv(train_csv)
     columns = ["image", *coordinate_columns(HAND_KEYPOINTS)]
     assert train.columns.tolist() == columns and len(columns) == 43

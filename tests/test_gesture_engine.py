@@ -71,12 +71,29 @@ def test_local_pretrained_weights_skip_the_new_head(tmp_path: Path) -> None:
         build_classifier("no_such_net", 3)
 
 
-def test_train_predict_tiny(tmp_path: Path) -> None:
+def _stage_result(split_dir: Path, path: Path, jitter: float = 0.0) -> Path:
+    """A stand-in for stage two's result.csv: each frame's first hand from the JSON, with the
+    topmost and rightmost points of odd frames moved right by ``jitter`` pixels."""
+    rows = []
+    for clip in read_clips(split_dir, split_dir.name):
+        for frame, (image, points) in enumerate(zip(clip.frame_paths, clip.keypoints, strict=True)):
+            hand = points[:21].copy()
+            if frame % 2:
+                hand[[np.argmin(hand[:, 1]), np.argmax(hand[:, 0])], 0] += jitter
+            rows.append([f"{clip.folder}/{image.name}", *hand.reshape(-1)])
+    pd.DataFrame(rows, columns=["image", *coordinate_columns(HAND_KEYPOINTS)]).to_csv(
+        path, index=False
+    )
+    return path
+
+
+def test_train_predict_tiny(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = tmp_path / "gesture"
     generate_gesture_dataset(root, train_clips=26, test_clips=5, frames=3, width=96, height=64)
     logger = logging.getLogger("test_gesture_engine")
     out = tmp_path / "out"
-    cfg = _config(root)
+    train_result = _stage_result(root / "train", tmp_path / "train_result.csv", jitter=3.0)
+    cfg = _config(root, "GESTURE.TRAIN_STAGE_RESULT_CSV", str(train_result))
     metrics = train_gesture(cfg, out, logger)
 
     fold = metrics["folds"]["0"]
@@ -86,6 +103,12 @@ def test_train_predict_tiny(tmp_path: Path) -> None:
     assert set(fold["pairs"]) <= {"index", "fist"}
     thresholds = json.loads((out / "refiner_thresholds.json").read_text())
     assert set(thresholds["groups"]) == {"index", "fist"}
+    # fitted again on the (jittered) stage keypoints: 3 px of a 96-px frame = 60 reference px
+    stage_thresholds = json.loads((out / "refiner_thresholds_stages.json").read_text())
+    for group, fit in stage_thresholds["groups"].items():
+        assert fit["threshold"] > thresholds["groups"][group]["threshold"] + 30
+        assert fit["threshold"] == pytest.approx(metrics["thresholds_stages"][group])
+    assert {"logloss", "logloss_refined", "pairs"} <= set(fold["stage_keypoints"])
     checkpoint = torch.load(out / "fold_0" / "best_model.pth", weights_only=True)
     assert checkpoint["class_ids"] == [0, 2, 10, 12, 42, 67, 105, 115, 122, 146, 163, 171, 191]
 
@@ -112,22 +135,17 @@ def test_train_predict_tiny(tmp_path: Path) -> None:
     assert scores["clips"] == 5
 
     # Test keypoints from the stages: a result.csv built from the test JSONs' first hand.
-    rows = []
-    for clip in read_clips(root / "test", "test"):
-        for path, points in zip(clip.frame_paths, clip.keypoints, strict=True):
-            rows.append([f"{clip.folder}/{path.name}", *points[:21].reshape(-1)])
-    result = tmp_path / "result.csv"
-    pd.DataFrame(rows, columns=["image", *coordinate_columns(HAND_KEYPOINTS)]).to_csv(
-        result, index=False
-    )
+    result = _stage_result(root / "test", tmp_path / "result.csv")
     for clip_dir in (root / "test").iterdir():
         (clip_dir / f"{clip_dir.name}.json").unlink()
     with pytest.raises(GestureDataError, match="without keypoint JSON"):
         predict_gesture(cfg, out, logger)
     staged = _config(root, "GESTURE.KEYPOINT_SOURCE", "stages",
                      "GESTURE.STAGE_RESULT_CSV", str(result))  # fmt: skip
-    staged_probs = pd.read_csv(predict_gesture(staged, out, logger)).iloc[:, 1:].to_numpy()
+    with caplog.at_level(logging.INFO, logger="test_gesture_engine"):
+        staged_probs = pd.read_csv(predict_gesture(staged, out, logger)).iloc[:, 1:].to_numpy()
     np.testing.assert_allclose(staged_probs.sum(axis=1), 1.0, atol=1e-6)
+    assert "refiner thresholds: " + str(out / "refiner_thresholds_stages.json") in caplog.text
 
     shutil.rmtree(out / "fold_0")
     with pytest.raises(FileNotFoundError, match="trained fold models not found"):

@@ -11,7 +11,7 @@ import pytest
 
 from common.config import load_config
 from common.gesture.data import read_clips
-from common.gesture.hand_keypoints import TEST_TABLE_NAME, TRAIN_TABLE_NAME, main
+from common.gesture.hand_keypoints import TEST_TABLE_NAME, TRAIN_LIST_NAME, TRAIN_TABLE_NAME, main
 from common.gesture.synthetic import generate_gesture_dataset
 from common.keypoints import HAND_KEYPOINTS, keypoint_set
 from tests.conftest import load_tool
@@ -46,7 +46,7 @@ def test_hand_configs_read_the_hand_tables(name: str) -> None:
 def test_hand_table_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = tmp_path / "gesture"
     generate_gesture_dataset(root, 13, 2, frames=2, width=64, height=48)
-    for table in (TRAIN_TABLE_NAME, TEST_TABLE_NAME):
+    for table in (TRAIN_TABLE_NAME, TEST_TABLE_NAME, TRAIN_LIST_NAME):
         (root / table).unlink()
     assert main(["--root", str(root)]) == 0
     assert TRAIN_TABLE_NAME in capsys.readouterr().out
@@ -54,6 +54,7 @@ def test_hand_table_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     one_hand = [c for c in read_clips(root / "train", "train") if len(c.keypoints[0]) == 21]
     assert len(train) == 2 * len(one_hand) == 2 * 11  # 171 and 191 are two-hand classes
     assert len(pd.read_csv(root / TEST_TABLE_NAME)) == 4
+    assert len(pd.read_csv(root / TRAIN_LIST_NAME)) == 2 * 13
 
 
 def test_images_to_submission_on_regressed_keypoints(tmp_path: Path) -> None:
@@ -84,4 +85,6 @@ def test_images_to_submission_on_regressed_keypoints(tmp_path: Path) -> None:
     assert report["score_tool"] == f"logloss: {expected:.6f}"
     assert report["test_regressed"]["clips"] == 5 and "test_json" not in report
     assert math.isclose(report["test_regressed"]["logloss_refined"], expected, rel_tol=1e-6)
-    assert {"index", "fist"} == set(report["thresholds"])
+    groups = {"index", "fist", "fist_both"}  # the report keeps one- and two-hand fists apart
+    assert set(report["thresholds"]) == set(report["thresholds_stages"]) == groups
+    assert set(report["validation"]["stage_keypoints"]["pairs"]) <= groups

@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test", type=int, default=96, help="synthetic test images")
     parser.add_argument("--width", type=int, default=960)
     parser.add_argument("--height", type=int, default=540)
+    parser.add_argument(
+        "--max-frames", type=int, default=2, help="frames per sequence: short ones, many poses"
+    )
     parser.add_argument("--epochs", type=int, default=0, help="override both stages' END_EPOCH")
     args = parser.parse_args(argv)
     out, data = Path(args.out), Path(args.data)
@@ -47,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     if not (ROOT / data / "train_df.csv").is_file():
         run("synthetic data", "tools/make_synthetic.py", "motion", "--out", str(data),
             "--train", str(args.train), "--test", str(args.test),
-            "--width", str(args.width), "--height", str(args.height), "--seed", "0")  # fmt: skip
+            "--width", str(args.width), "--height", str(args.height), "--seed", "0",
+            "--max-frames", str(args.max_frames))  # fmt: skip
     else:
         print(f"using the synthetic data already in {data}")
     common = ["OUTPUT_DIR", str(out / "runs"), "LOG_DIR", str(out / "tensorboard"),

@@ -6,16 +6,22 @@
 2. stage one on the hands (``experiments/bbox/tiny_cpu_hand_bbox.yaml``): train, predict the test
    frames' boxes, copy ``test_annotation.pkl`` to the data's ``annotations/``;
 3. stage two (``experiments/keypoint/tiny_cpu_hand_keypoint.yaml``): train, predict 21 keypoints
-   per test frame (``result.csv``);
-4. the classifier (``experiments/gesture/tiny_cpu_gesture.yaml``): train on the training clips'
-   JSON keypoints; its validation fold gives logloss and pair accuracy with and without the
-   refiner, and the fitted thresholds;
+   per test frame (``result.csv``); both stages also predict every training frame
+   (``hand_train_list.csv``), for the refiner's thresholds on regressed keypoints;
+4. the classifier (``experiments/gesture/tiny_cpu_gesture.yaml``): train on crops around the
+   training clips' JSON keypoints; its validation fold gives logloss and pair accuracy with and
+   without the refiner, whose thresholds are fitted (on the fold's training clips) and applied
+   once with JSON and once with regressed keypoints;
 5. the test clips predicted with the regressed keypoints (``GESTURE.KEYPOINT_SOURCE stages``) and,
    where the test JSONs exist, with those (``json``) for comparison, each scored against
    ``test_answer.csv`` with and without the refiner; ``tools/score.py`` scores the submission.
 
 Every step is the tool a user would run (called in-process); ``<work>/report.json`` keeps the
 numbers. Thread count: set ``OMP_NUM_THREADS``.
+
+The refiner's fist pairs get separate groups here (one hand: 146/163, both hands: 171/191; the
+reference pooled them): the stages regress one hand per frame, so the two-hand clips' statistics
+are unreliable and would otherwise set the one-hand threshold. ``--gesture-opts`` overrides it.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ import numpy as np
 
 from common.config import load_config
 from common.gesture.data import POINTS_PER_HAND, read_clips, read_test_answers
-from common.gesture.hand_keypoints import read_stage_keypoints
-from common.gesture.refiner import THRESHOLDS_NAME, clip_statistic, load_thresholds
+from common.gesture.engine import THRESHOLD_FILES
+from common.gesture.hand_keypoints import TRAIN_LIST_NAME, read_stage_keypoints
+from common.gesture.refiner import clip_statistic, load_thresholds
 from common.gesture.synthetic import generate_gesture_dataset
 from common.io import atomic_write_text, image_size
 from common.run_dir import output_dir_for
@@ -45,6 +52,12 @@ ROOT = Path(__file__).resolve().parents[1]
 BBOX_CFG = ROOT / "experiments" / "bbox" / "tiny_cpu_hand_bbox.yaml"
 KEYPOINT_CFG = ROOT / "experiments" / "keypoint" / "tiny_cpu_hand_keypoint.yaml"
 GESTURE_CFG = ROOT / "experiments" / "gesture" / "tiny_cpu_gesture.yaml"
+SEPARATE_FIST_GROUPS = (
+    "[[0, 42, 'tip_x_range', 'index'], [10, 67, 'tip_x_range', 'index'], "
+    "[100, 142, 'tip_x_range', 'index'], [110, 167, 'tip_x_range', 'index'], "
+    "[146, 163, 'max_x_range', 'fist'], [171, 191, 'max_x_range', 'fist_both']]"
+)
+TRAIN_BOX_FILE = "annotations/train_frames_annotation.pkl"
 
 
 def _tool(name: str) -> ModuleType:
@@ -75,6 +88,17 @@ def _train_and_test_stage(cfg_path: Path, opts: list[str], epochs: int) -> Path:
     return output_dir
 
 
+def _predict_training_frames(cfg_path: Path, opts: list[str], model_dir: Path, out: Path) -> Path:
+    """A trained stage's predictions for every training frame, written into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    _tool("test").main([
+        "--cfg", str(cfg_path), "--output_path", str(out), *opts,
+        "DATASET.TEST_CSV", TRAIN_LIST_NAME, "DATASET.TEST_IMAGE_DIR", "train",
+        "TEST.MODEL_FILE", str(model_dir / "model_best.pth"),
+    ])  # fmt: skip
+    return out
+
+
 def keypoint_errors(data_root: Path, result_csv: Path) -> dict:
     """Regressed vs JSON keypoints of the one-hand test frames: mean joint distance (pixels),
     its median over frames, and the share of frames whose mean distance exceeds 10% of the
@@ -99,10 +123,12 @@ def keypoint_errors(data_root: Path, result_csv: Path) -> dict:
     }
 
 
-def pair_statistics(data_root: Path, result_csv: Path, thresholds_path: Path) -> list[dict]:
-    """For every test clip of a refiner pair: its statistic from the regressed keypoints (and
-    from the JSON ones where present) beside its group's threshold."""
-    pairs, thresholds, reference_width = load_thresholds(thresholds_path)
+def pair_statistics(data_root: Path, result_csv: Path, gesture_dir: Path) -> list[dict]:
+    """For every test clip of a refiner pair: its statistic from the regressed keypoints beside
+    the threshold fitted on regressed keypoints, and (where the test JSONs exist) from the JSON
+    keypoints beside the one fitted on those."""
+    pairs, thresholds, reference_width = load_thresholds(gesture_dir / THRESHOLD_FILES["stages"])
+    json_thresholds = load_thresholds(gesture_dir / THRESHOLD_FILES["json"])[1]
     answers = read_test_answers(data_root / "test_answer.csv")
     stage = read_stage_keypoints(result_csv)
     rows = []
@@ -117,13 +143,14 @@ def pair_statistics(data_root: Path, result_csv: Path, thresholds_path: Path) ->
             "pose_id": pose_id,
             "moving": pose_id == pair.moving_id,
             "group": pair.group,
-            "threshold": thresholds[pair.group].threshold,
             "regressed": clip_statistic(
                 pair.statistic, list(stage[clip.folder]), width, reference_width
             ),
+            "threshold": thresholds[pair.group].threshold,
         }
         if clip.keypoints is not None:
             row["json"] = clip_statistic(pair.statistic, clip.keypoints, width, reference_width)
+            row["json_threshold"] = json_thresholds[pair.group].threshold
         rows.append(row)
     return rows
 
@@ -166,17 +193,25 @@ def print_summary(report: dict) -> None:
             f"{keypoints['image_width']} px wide): mean {keypoints['mean_px']:.2f} px, median "
             f"{keypoints['median_px']:.2f} px, missed hands {100 * keypoints['missed_share']:.1f}%"
         )
-    print(f"thresholds (reference-width px): {json.dumps(report['thresholds'])}")
-    print(_scores_line("validation fold(s), JSON keypoints", report["validation"]))
+    print(
+        f"thresholds (reference-width px): JSON keypoints {json.dumps(report['thresholds'])}, "
+        f"regressed keypoints {json.dumps(report['thresholds_stages'])}"
+    )
+    print(_scores_line("validation, refiner on JSON kps", report["validation"]))
+    print(_scores_line("validation, refiner on regressed", report["validation"]["stage_keypoints"]))
     if "test_json" in report:
         print(_scores_line("test, JSON keypoints", report["test_json"]))
     print(_scores_line("test, regressed keypoints", report["test_regressed"]))
     for row in report["pair_statistics"]:
-        json_value = f"  json {row['json']:7.1f}" if "json" in row else ""
+        json_value = (
+            f"  json {row['json']:6.1f} (threshold {row['json_threshold']:5.1f})"
+            if "json" in row
+            else ""
+        )
         print(
             f"  test clip {row['folder']:>5} pose {row['pose_id']:>3} "
-            f"({'moving' if row['moving'] else 'static'}) {row['group']:<6} regressed "
-            f"{row['regressed']:7.1f}{json_value}  threshold {row['threshold']:.1f}"
+            f"({'moving' if row['moving'] else 'static'}) {row['group']:<9} regressed "
+            f"{row['regressed']:6.1f} (threshold {row['threshold']:5.1f}){json_value}"
         )
     print(f"tools/score.py on the regressed submission: {report['score_tool']}")
     print(f"seconds: {json.dumps(report['seconds'])}")
@@ -229,12 +264,23 @@ def main(argv: list[str] | None = None) -> dict:
     result_csv = keypoint_dir / "result.csv"
     seconds["stage_two"] = time.perf_counter() - started
 
+    started = _step("both stages on the training frames")
+    train_boxes = _predict_training_frames(BBOX_CFG, common, bbox_dir, work / "train_frames_bbox")
+    shutil.copyfile(train_boxes / "test_annotation.pkl", data / TRAIN_BOX_FILE)
+    train_result_csv = _predict_training_frames(
+        KEYPOINT_CFG, [*common, "DATASET.BOX_FILE", TRAIN_BOX_FILE], keypoint_dir,
+        work / "train_frames_keypoint",
+    ) / "result.csv"  # fmt: skip
+    seconds["stages_on_training_frames"] = time.perf_counter() - started
+
     started = _step("gesture classifier")
     gesture_opts = [
         *common,
         "GESTURE.EPOCHS", str(args.gesture_epochs),
         "GESTURE.PATIENCE", str(args.gesture_epochs),
         "GESTURE.IMAGE_SIZE", str(args.gesture_image_size),
+        "GESTURE.REFINER.PAIRS", SEPARATE_FIST_GROUPS,
+        "GESTURE.TRAIN_STAGE_RESULT_CSV", str(train_result_csv),
         *args.gesture_opts,
     ]  # fmt: skip
     metrics = _tool("train").main(["--cfg", str(GESTURE_CFG), *gesture_opts])
@@ -243,8 +289,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     started = _step("test clips")
     test_tool = _tool("test")
-    report: dict = {"data": summary, "thresholds": metrics["thresholds"],
-                    "validation": metrics["mean"]}  # fmt: skip
+    report: dict = {
+        "data": summary,
+        "thresholds": metrics["thresholds"],
+        "thresholds_stages": metrics["thresholds_stages"],
+        "validation": metrics["mean"],
+    }
     if args.test_json:
         test_tool.main(["--cfg", str(GESTURE_CFG), "--output_path", str(gesture_dir),
                         *gesture_opts, "GESTURE.KEYPOINT_SOURCE", "json"])  # fmt: skip
@@ -256,7 +306,7 @@ def main(argv: list[str] | None = None) -> dict:
     report["submission"] = str(submission)
     report["score_tool"] = _score_tool(submission, data / "test_answer.csv")
     report["keypoint_error"] = keypoint_errors(data, result_csv)
-    report["pair_statistics"] = pair_statistics(data, result_csv, gesture_dir / THRESHOLDS_NAME)
+    report["pair_statistics"] = pair_statistics(data, result_csv, gesture_dir)
     seconds["test"] = time.perf_counter() - started
     report["seconds"] = {name: round(value, 1) for name, value in seconds.items()}
     atomic_write_text(work / "report.json", json.dumps(report, indent=1))

@@ -6,11 +6,16 @@ fold in GESTURE.FOLDS trains with warm-up then OneCycle and keeps the epoch of l
 loss in ``fold_<k>/best_model.pth``. The validation frames of each clip are then averaged into a
 clip prediction and scored (logloss, accuracy, accuracy on the refiner's pairs) with and without
 the refiner, whose thresholds are fitted on that fold's training clips. The thresholds for the
-test set, fitted on all training clips, go to ``refiner_thresholds.json``.
+test set, fitted on all training clips, go to ``refiner_thresholds.json``. With
+GESTURE.TRAIN_STAGE_RESULT_CSV (the stages' keypoints of every training frame) the refiner is
+also fitted and scored on those (``refiner_thresholds_stages.json``, metrics under
+``stage_keypoints``): regressed keypoints jitter more than annotated ones, so thresholds for them
+must come from keypoints as noisy.
 
 Prediction (:func:`predict_gesture`): each test clip's frames are cropped (keypoints from the
 test JSON or the stages' result.csv), the clip's probability is the mean softmax over its
-frames, averaged over the folds' models, then refined. ``submission.csv`` follows
+frames, averaged over the folds' models, then refined (stage keypoints use the stage thresholds
+where training fitted them). ``submission.csv`` follows
 sample_submission.csv's rows and columns; ``submission_no_refiner.csv`` is written beside it.
 """
 
@@ -65,6 +70,8 @@ from common.metrics import multiclass_logloss
 from common.seed import epoch_generator, seed_worker
 
 MODEL_NAME = "best_model.pth"
+# Refiner thresholds by the keypoints they were fitted on.
+THRESHOLD_FILES = {"json": THRESHOLDS_NAME, "stages": "refiner_thresholds_stages.json"}
 SUBMISSION_NAME = "submission.csv"
 RAW_SUBMISSION_NAME = "submission_no_refiner.csv"
 
@@ -321,12 +328,17 @@ def score_clips(
 
 
 def _fit_refiner(
-    cfg: CfgNode, pairs: Sequence[RefinerPair], clips: Sequence[GestureClip], widths: dict[str, int]
+    cfg: CfgNode,
+    pairs: Sequence[RefinerPair],
+    clips: Sequence[GestureClip],
+    widths: dict[str, int],
+    keypoints: dict[str, Sequence[np.ndarray]],
 ) -> dict[str, GroupThreshold]:
+    """Thresholds from the clips' statistics on ``keypoints`` ({folder: frames})."""
     reference_width = cfg.GESTURE.REFERENCE_WIDTH
     stats = [
         {
-            name: clip_statistic(name, c.keypoints, widths[c.folder], reference_width)
+            name: clip_statistic(name, keypoints[c.folder], widths[c.folder], reference_width)
             for name in STATISTICS
         }
         for c in clips
@@ -494,6 +506,11 @@ def train_gesture(cfg: CfgNode, output_dir: Path, logger: logging.Logger) -> dic
         raise ValueError(
             f"GESTURE.FOLDS {list(g.FOLDS)} must be non-empty, in 0..{g.NUM_FOLDS - 1}"
         )
+    # The refiner's statistics: from the JSON keypoints, and also from the stages' keypoints of
+    # the training frames when given (thresholds as noisy as the stage keypoints of the test).
+    refiner_keypoints = {"json": {clip.folder: list(clip.keypoints) for clip in clips}}
+    if g.TRAIN_STAGE_RESULT_CSV:
+        refiner_keypoints["stages"] = _stage_keypoints(g.TRAIN_STAGE_RESULT_CSV, clips, "training")
     results: dict = {"folds": {}}
     for fold in g.FOLDS:
         train_items = [item for item, f in zip(items, folds, strict=True) if f != fold]
@@ -502,49 +519,79 @@ def train_gesture(cfg: CfgNode, output_dir: Path, logger: logging.Logger) -> dic
             cfg, fold, train_items, val_items, class_ids, flip_map, output_dir, logger, device
         )
         train_clips = [clips[i] for i in sorted({item.clip for item in train_items})]
-        thresholds = _fit_refiner(cfg, pairs, train_clips, widths)
         clip_probs = _clip_means(val_probs, [item.clip for item in val_items])
         val_clips = [clips[i] for i in clip_probs]
-        summary.update(
-            score_clips(
+        for source, keypoints in refiner_keypoints.items():
+            scores = score_clips(
                 np.stack(list(clip_probs.values())),
                 np.array([class_index[c.pose_id] for c in val_clips]),
                 class_ids,
-                [c.keypoints for c in val_clips],
+                [keypoints[c.folder] for c in val_clips],
                 [widths[c.folder] for c in val_clips],
                 pairs,
-                thresholds,
+                _fit_refiner(cfg, pairs, train_clips, widths, keypoints),
                 g.REFERENCE_WIDTH,
                 g.REFINER.MODE,
             )
-        )
+            if source == "json":
+                summary.update(scores)
+            else:
+                summary["stage_keypoints"] = scores
         results["folds"][str(fold)] = summary
         logger.info("fold %d: %s", fold, json.dumps(summary))
     results["mean"] = _mean_metrics(list(results["folds"].values()))
-    thresholds = _fit_refiner(cfg, pairs, clips, widths)
-    save_thresholds(
-        output_dir / THRESHOLDS_NAME,
-        thresholds,
-        pairs,
-        g.REFERENCE_WIDTH,
-        g.REFINER.MARGIN,
-        g.REFINER.OUTLIER_IQR,
-    )
-    results["thresholds"] = {group: fit.threshold for group, fit in thresholds.items()}
-    mean = results["mean"]
+    for source, keypoints in refiner_keypoints.items():
+        thresholds = _fit_refiner(cfg, pairs, clips, widths, keypoints)
+        save_thresholds(
+            output_dir / THRESHOLD_FILES[source],
+            thresholds,
+            pairs,
+            g.REFERENCE_WIDTH,
+            g.REFINER.MARGIN,
+            g.REFINER.OUTLIER_IQR,
+        )
+        key = "thresholds" if source == "json" else "thresholds_stages"
+        results[key] = {group: fit.threshold for group, fit in thresholds.items()}
+    validations = [("JSON", results["mean"])]
+    if "stage_keypoints" in results["mean"]:
+        validations.append(("stage", results["mean"]["stage_keypoints"]))
+    for label, mean in validations:
+        logger.info(
+            "validation over folds %s, refiner on %s keypoints: clip logloss %.4f -> %.4f, "
+            "accuracy %.4f -> %.4f; pairs %s",
+            list(g.FOLDS),
+            label,
+            mean["logloss"],
+            mean["logloss_refined"],
+            mean["accuracy"],
+            mean["accuracy_refined"],
+            json.dumps(mean.get("pairs", {})),
+        )
     logger.info(
-        "validation over folds %s: clip logloss %.4f -> %.4f with the refiner, "
-        "accuracy %.4f -> %.4f; pairs %s; thresholds %s",
-        list(g.FOLDS),
-        mean["logloss"],
-        mean["logloss_refined"],
-        mean["accuracy"],
-        mean["accuracy_refined"],
-        json.dumps(mean.get("pairs", {})),
+        "thresholds %s%s",
         results["thresholds"],
+        f", on stage keypoints {results['thresholds_stages']}" if "stages" in refiner_keypoints
+        else "",
     )
     atomic_write_text(output_dir / "gesture_metrics.json", json.dumps(results, indent=1))
     return results
+
+
+def _stage_keypoints(
+    result_csv: str, clips: Sequence[GestureClip], split: str
+) -> dict[str, list[np.ndarray]]:
+    """{folder: frames} of stage two's result.csv, which must cover every frame of the clips."""
+    stage = read_stage_keypoints(result_csv)
+    keypoints = {}
+    for clip in clips:
+        if clip.folder not in stage or len(stage[clip.folder]) != clip.num_frames:
+            found = len(stage[clip.folder]) if clip.folder in stage else 0
+            raise GestureDataError(
+                f"{result_csv}: {split} folder {clip.folder} has {clip.num_frames} frames "
+                f"but {found} keypoint rows"
+            )
+        keypoints[clip.folder] = list(stage[clip.folder])
+    return keypoints
 
 
 def _test_keypoints(cfg: CfgNode, clips: dict[str, GestureClip]) -> dict[str, list[np.ndarray]]:
@@ -563,17 +610,7 @@ def _test_keypoints(cfg: CfgNode, clips: dict[str, GestureClip]) -> dict[str, li
         raise ValueError(
             "GESTURE.KEYPOINT_SOURCE is 'stages' but GESTURE.STAGE_RESULT_CSV is empty"
         )
-    stage = read_stage_keypoints(cfg.GESTURE.STAGE_RESULT_CSV)
-    keypoints = {}
-    for folder, clip in clips.items():
-        if folder not in stage or len(stage[folder]) != clip.num_frames:
-            found = len(stage[folder]) if folder in stage else 0
-            raise GestureDataError(
-                f"{cfg.GESTURE.STAGE_RESULT_CSV}: test folder {folder} has "
-                f"{clip.num_frames} frames but {found} keypoint rows"
-            )
-        keypoints[folder] = list(stage[folder])
-    return keypoints
+    return _stage_keypoints(cfg.GESTURE.STAGE_RESULT_CSV, list(clips.values()), "test")
 
 
 def _load_fold_models(
@@ -643,7 +680,18 @@ def predict_gesture(cfg: CfgNode, output_dir: Path, logger: logging.Logger) -> P
     thresholds: dict[str, GroupThreshold] = {}
     reference_width = float(g.REFERENCE_WIDTH)
     if g.REFINER.ENABLED:
-        pairs, thresholds, reference_width = load_thresholds(output_dir / THRESHOLDS_NAME)
+        thresholds_path = output_dir / THRESHOLDS_NAME
+        stage_thresholds = output_dir / THRESHOLD_FILES["stages"]
+        if g.KEYPOINT_SOURCE == "stages" and stage_thresholds.is_file():
+            thresholds_path = stage_thresholds
+        elif g.KEYPOINT_SOURCE == "stages":
+            logger.info(
+                "no %s (train with GESTURE.TRAIN_STAGE_RESULT_CSV): the refiner uses thresholds "
+                "fitted on JSON keypoints for stage keypoints",
+                stage_thresholds,
+            )
+        pairs, thresholds, reference_width = load_thresholds(thresholds_path)
+        logger.info("refiner thresholds: %s", thresholds_path)
     widths = [_clip_width(clip) for clip in clips]
     refined, decisions = probs.copy(), []
     for number, clip in enumerate(clips):

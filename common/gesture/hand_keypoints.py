@@ -1,10 +1,11 @@
 """Hand keypoints from the two HRNet stages, for test clips that come without keypoint JSON.
 
-:func:`export_hand_tables` writes, under the gesture data root, the two tables the stage tools
-read: ``hand_train_df.csv`` (every annotated one-hand training frame) and
-``hand_test_list.csv`` (every test frame, coordinates 0). Both have the column ``image`` =
-``<folder>/<n>.png`` and 42 columns ``<name>_x, <name>_y`` in the order of
-``common.keypoints.HAND_KEYPOINTS`` (the JSON point order). Train and predict the stages on them
+:func:`export_hand_tables` writes, under the gesture data root, the tables the stage tools
+read: ``hand_train_df.csv`` (every annotated one-hand training frame), ``hand_test_list.csv``
+(every test frame, coordinates 0) and ``hand_train_list.csv`` (every training frame,
+coordinates 0). All have the column ``image`` = ``<folder>/<n>.png`` and 42 columns
+``<name>_x, <name>_y`` in the order of ``common.keypoints.HAND_KEYPOINTS`` (the JSON point
+order). Train and predict the stages on them
 with the hand configs (``experiments/{bbox,keypoint}/*hand*.yaml``), which set::
 
     DATASET.ROOT <root> DATASET.TRAIN_CSV hand_train_df.csv DATASET.TEST_CSV hand_test_list.csv
@@ -15,9 +16,12 @@ Write the tables with ``python -m common.gesture.hand_keypoints --root <root>``
 
 Stage two's ``result.csv`` (same columns, one row per test frame) is then read back by
 :func:`read_stage_keypoints`; the gesture config selects it with
-``GESTURE.KEYPOINT_SOURCE stages GESTURE.STAGE_RESULT_CSV <path of result.csv>``. Two-hand
-(42-point) training frames are left out of the hand table; at test time a stage predicts one
-hand per frame, so two-hand clips are cropped and refined on that one hand.
+``GESTURE.KEYPOINT_SOURCE stages GESTURE.STAGE_RESULT_CSV <path of result.csv>``. Predicting
+the training frames the same way (``DATASET.TEST_CSV hand_train_list.csv
+DATASET.TEST_IMAGE_DIR train``) gives ``GESTURE.TRAIN_STAGE_RESULT_CSV``, on which the refiner's
+thresholds for stage keypoints are fitted. Two-hand (42-point) training frames are left out of
+the hand table; the stages predict one hand per frame, so two-hand clips are cropped and refined
+on one hand (their classes and pairs suffer with stage keypoints).
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.gesture.data import POINTS_PER_HAND, GestureDataError, read_clips
+from common.gesture.data import POINTS_PER_HAND, GestureClip, GestureDataError, read_clips
 from common.io import atomic_path
 from common.keypoints import HAND_KEYPOINTS, coordinate_columns
 
 TRAIN_TABLE_NAME = "hand_train_df.csv"
 TEST_TABLE_NAME = "hand_test_list.csv"
+TRAIN_LIST_NAME = "hand_train_list.csv"
 _IMAGE_NAME = re.compile(r"^(?:.*[\\/])?([^\\/]+)[\\/](\d+)\.png$")
 
 
@@ -45,14 +50,22 @@ def _write_table(path: Path, images: list[str], coords: np.ndarray) -> None:
         table.to_csv(tmp, index=False)
 
 
+def _write_frame_list(path: Path, clips: list[GestureClip]) -> Path:
+    names = [f"{clip.folder}/{frame.name}" for clip in clips for frame in clip.frame_paths]
+    _write_table(path, names, np.zeros((len(names), 2 * POINTS_PER_HAND)))
+    return path
+
+
 def export_hand_tables(
     gesture_root: Path, train_dir: str = "train", test_dir: str = "test"
-) -> tuple[Path, Path]:
-    """Write ``hand_train_df.csv`` and ``hand_test_list.csv`` under ``gesture_root``."""
+) -> tuple[Path, Path, Path]:
+    """Write ``hand_train_df.csv``, ``hand_test_list.csv`` and ``hand_train_list.csv`` under
+    ``gesture_root``; returns their paths in that order."""
     gesture_root = Path(gesture_root)
+    train_clips = read_clips(gesture_root / train_dir, "train")
     names: list[str] = []
     rows: list[np.ndarray] = []
-    for clip in read_clips(gesture_root / train_dir, "train"):
+    for clip in train_clips:
         for frame_path, points in zip(clip.frame_paths, clip.keypoints or (), strict=True):
             if len(points) == POINTS_PER_HAND:
                 names.append(f"{clip.folder}/{frame_path.name}")
@@ -61,14 +74,12 @@ def export_hand_tables(
         raise GestureDataError(f"{gesture_root / train_dir}: no one-hand (21-point) frames")
     train_path = gesture_root / TRAIN_TABLE_NAME
     _write_table(train_path, names, np.stack(rows))
-    test_names = [
-        f"{clip.folder}/{frame_path.name}"
-        for clip in read_clips(gesture_root / test_dir, "test")
-        for frame_path in clip.frame_paths
-    ]
-    test_path = gesture_root / TEST_TABLE_NAME
-    _write_table(test_path, test_names, np.zeros((len(test_names), 2 * POINTS_PER_HAND)))
-    return train_path, test_path
+    test_clips = read_clips(gesture_root / test_dir, "test")
+    return (
+        train_path,
+        _write_frame_list(gesture_root / TEST_TABLE_NAME, test_clips),
+        _write_frame_list(gesture_root / TRAIN_LIST_NAME, train_clips),
+    )
 
 
 def read_stage_keypoints(result_csv: str | Path) -> dict[str, np.ndarray]:
@@ -121,13 +132,13 @@ def read_stage_keypoints(result_csv: str | Path) -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m common.gesture.hand_keypoints --root DIR``: write the two hand tables."""
-    parser = argparse.ArgumentParser(description="Write the hand keypoint tables of the stages.")
+    parser = argparse.ArgumentParser(description="Write the hand tables of the two stages.")
     parser.add_argument("--root", type=Path, required=True, help="gesture data root")
     parser.add_argument("--train-dir", default="train", help="training folders under --root")
     parser.add_argument("--test-dir", default="test", help="test folders under --root")
     args = parser.parse_args(argv)
-    train_path, test_path = export_hand_tables(args.root, args.train_dir, args.test_dir)
-    print(f"wrote {train_path} and {test_path}")
+    paths = export_hand_tables(args.root, args.train_dir, args.test_dir)
+    print("wrote " + ", ".join(str(path) for path in paths))
     return 0
 
 

@@ -90,7 +90,7 @@ _C.DATASET.DROP_ROWS = []  # positional rows of TRAIN_CSV to drop
 _C.DATASET.DROP_REFERENCE_ROWS = False
 # Stage one's training augmentation: 'mild' (flip, affine, colour jitter) or 'reference'.
 _C.DATASET.BBOX_AUG = "mild"
-_C.DATASET.SKIP_BAD_IMAGES = False  # skip unreadable images and list them, instead of stopping
+_C.DATASET.SKIP_BAD_IMAGES = False  # training only: skip unreadable images and list them
 # Where a stage finds its files under ROOT. Image names in the CSVs may include subfolders
 # (the hand configs use the gesture frames, ``<folder>/<n>.png``).
 _C.DATASET.TRAIN_CSV = "train_df.csv"

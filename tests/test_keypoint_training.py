@@ -3,6 +3,7 @@ and the test-time output."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -45,22 +46,33 @@ def same_weights(a: Path, b: Path) -> bool:
 
 
 def test_tiny_model_learns_well_beyond_the_mean_pose(learning_motion, tmp_path):
+    """The issue's criterion: validation RMSE below half that of the mean pose on the same
+    validation split; the test images (unseen subjects) through tools/test.py must also beat it
+    clearly."""
     data = learning_motion
     out_dir = train(data, tmp_path)
+    table = read_keypoint_csv(data / "train_df.csv").set_index("image")
+    splits = json.loads((out_dir / "splits.json").read_text())
+    train_kps = keypoints_array(table.loc[splits["train"]].reset_index())
+    val_kps = keypoints_array(table.loc[splits["val"]].reset_index())
+    val_baseline = rmse(mean_pose_prediction(train_kps, keypoint_extent_boxes(val_kps)), val_kps)
+    val_rmse = json.loads((out_dir / "train_summary.json").read_text())["best_perf"]
+
     load_tool("test").main(["--cfg", str(ROOT / CFG), "--output_path", str(out_dir),
                             *opts(data, tmp_path, "TEST.USE_GT_BBOX", "True")])  # fmt: skip
-    truth = read_keypoint_csv(data / "test_df.csv")
     result = read_keypoint_csv(out_dir / "result.csv")
     template = pd.read_csv(data / "sample_submission.csv")
     assert list(result.columns) == list(template.columns)
     assert list(result["image"]) == list(template["image"])
-    truth = truth.set_index("image").loc[result["image"]].reset_index()
-    model_rmse = rmse(keypoints_array(result), keypoints_array(truth))
-    train_kps = keypoints_array(read_keypoint_csv(data / "train_df.csv"))
-    boxes = keypoint_extent_boxes(keypoints_array(truth))
-    baseline = rmse(mean_pose_prediction(train_kps, boxes), keypoints_array(truth))
-    print(f"test RMSE {model_rmse:.2f} px vs mean pose {baseline:.2f} px")
-    assert model_rmse < 0.5 * baseline
+    truth = read_keypoint_csv(data / "test_df.csv").set_index("image").loc[result["image"]]
+    truth_kps = keypoints_array(truth.reset_index())
+    test_rmse = rmse(keypoints_array(result), truth_kps)
+    test_baseline = rmse(mean_pose_prediction(train_kps, keypoint_extent_boxes(truth_kps)),
+                         truth_kps)  # fmt: skip
+    print(f"validation RMSE {val_rmse:.2f} px vs mean pose {val_baseline:.2f} px; "
+          f"test RMSE {test_rmse:.2f} px vs mean pose {test_baseline:.2f} px")  # fmt: skip
+    assert val_rmse < 0.5 * val_baseline
+    assert test_rmse < 0.65 * test_baseline
 
 
 def test_same_seed_gives_bit_identical_weights_and_another_seed_does_not(tiny_motion, tmp_path):

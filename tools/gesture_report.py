@@ -1,6 +1,6 @@
 """The gesture pipeline on regressed hand keypoints, end to end on a CPU, with its numbers.
 
-``python tools/gesture_report.py [--work output/gesture_report] [sizes and epochs]``
+``python tools/gesture_report.py [--work output/gesture_report] [--overwrite] [sizes, epochs]``
 
 1. a synthetic gesture set (``tools/make_synthetic.py gesture``, with the hand tables);
 2. stage one on the hands (``experiments/bbox/tiny_cpu_hand_bbox.yaml``): train, predict the test
@@ -220,7 +220,9 @@ def print_summary(report: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("output/gesture_report"),
-                        help="data, runs and report.json go here (replaced)")
+                        help="data, runs and report.json go here")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete a non-empty --work folder first")
     parser.add_argument("--train-clips", type=int, default=104)
     parser.add_argument("--test-clips", type=int, default=26)
     parser.add_argument("--frames", type=int, default=6, help="frames per clip")
@@ -239,7 +241,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     work = args.work.resolve()
     data = work / "data"
-    if work.exists():
+    if work.exists() and any(work.iterdir()):
+        if not args.overwrite:
+            parser.error(f"--work {work} is not empty (pass --overwrite to replace it)")
         shutil.rmtree(work)
     common = ["DATASET.ROOT", str(data), "OUTPUT_DIR", str(work / "output"),
               "LOG_DIR", str(work / "log")]  # fmt: skip

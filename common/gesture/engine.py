@@ -74,6 +74,7 @@ MODEL_NAME = "best_model.pth"
 THRESHOLD_FILES = {"json": THRESHOLDS_NAME, "stages": "refiner_thresholds_stages.json"}
 SUBMISSION_NAME = "submission.csv"
 RAW_SUBMISSION_NAME = "submission_no_refiner.csv"
+VALIDATION_PROBS_NAME = "validation_clip_probs.npz"
 
 
 @dataclass(frozen=True)
@@ -521,6 +522,13 @@ def train_gesture(cfg: CfgNode, output_dir: Path, logger: logging.Logger) -> dic
         train_clips = [clips[i] for i in sorted({item.clip for item in train_items})]
         clip_probs = _clip_means(val_probs, [item.clip for item in val_items])
         val_clips = [clips[i] for i in clip_probs]
+        # Kept so the refiner can be refitted and rescored without retraining the classifier.
+        np.savez(
+            output_dir / f"fold_{fold}" / VALIDATION_PROBS_NAME,
+            folders=np.array([c.folder for c in val_clips]),
+            probs=np.stack(list(clip_probs.values())),
+            train_folders=np.array([c.folder for c in train_clips]),
+        )
         for source, keypoints in refiner_keypoints.items():
             scores = score_clips(
                 np.stack(list(clip_probs.values())),

@@ -206,14 +206,18 @@ _C.GESTURE.GRAD_CLIP = 0.0  # max gradient norm; 0 = no clipping
 _C.GESTURE.AMP = True  # mixed precision, used only when CUDA is present
 # Rule-based refiner for confusable pairs. PAIRS: [static_id, moving_id, statistic, group];
 # statistic 'tip_x_range' (x of the topmost point, max - min over frames) or 'max_x_range'
-# (max x over points, max - min over frames). Pairs of one group share a threshold: the largest
-# static-class value (after dropping values above Q3 + OUTLIER_IQR * IQR; 0 = keep all) plus
-# MARGIN. MODE 'onehot' (reference) or 'pair_mass' (the pair's probability moves to the choice).
+# (max x over points, max - min over frames), both the reference's, or 'size_change' (100 * range
+# of the log hand size over frames: a push grows the fist; blind to position offsets). Pairs of
+# one group share a threshold: the largest static-class value (after dropping values above
+# Q3 + OUTLIER_IQR * IQR; 0 = keep all) plus MARGIN (in the statistic's unit). MEDIAN_FRAMES > 1
+# median-filters each per-frame series first (1 = none, as the reference). MODE 'onehot'
+# (reference) or 'pair_mass' (the pair's probability moves to the choice).
 _C.GESTURE.REFINER = CN()
 _C.GESTURE.REFINER.ENABLED = True
 _C.GESTURE.REFINER.MODE = "onehot"
 _C.GESTURE.REFINER.MARGIN = 5.0
 _C.GESTURE.REFINER.OUTLIER_IQR = 3.0
+_C.GESTURE.REFINER.MEDIAN_FRAMES = 1
 _C.GESTURE.REFINER.PAIRS = [
     [0, 42, "tip_x_range", "index"],
     [10, 67, "tip_x_range", "index"],

@@ -14,7 +14,13 @@ import torch
 
 from common.config import load_config
 from common.gesture.data import GestureDataError, read_clips
-from common.gesture.engine import WarmupOneCycle, assign_folds, predict_gesture, train_gesture
+from common.gesture.engine import (
+    WarmupOneCycle,
+    assign_folds,
+    fit_and_score_refiner,
+    predict_gesture,
+    train_gesture,
+)
 from common.gesture.model import build_classifier
 from common.gesture.synthetic import generate_gesture_dataset
 from common.keypoints import HAND_KEYPOINTS, coordinate_columns
@@ -109,6 +115,16 @@ def test_train_predict_tiny(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
         assert fit["threshold"] > thresholds["groups"][group]["threshold"] + 30
         assert fit["threshold"] == pytest.approx(metrics["thresholds_stages"][group])
     assert {"logloss", "logloss_refined", "pairs"} <= set(fold["stage_keypoints"])
+    # the refiner refitted from the saved validation probabilities, without training: the same
+    # metrics, and another mode rescores the same probabilities
+    assert fit_and_score_refiner(cfg, out, logger) == metrics
+    stage_csv = str(train_result)
+    pair_mass_cfg = _config(
+        root, "GESTURE.TRAIN_STAGE_RESULT_CSV", stage_csv, "GESTURE.REFINER.MODE", "pair_mass"
+    )
+    rescored = fit_and_score_refiner(pair_mass_cfg, out, logger)["folds"]["0"]
+    assert rescored["logloss"] == fold["logloss"]
+    assert rescored["logloss_refined"] == fold["logloss_refined_by_mode"]["pair_mass"]
     checkpoint = torch.load(out / "fold_0" / "best_model.pth", weights_only=True)
     assert checkpoint["class_ids"] == [0, 2, 10, 12, 42, 67, 105, 115, 122, 146, 163, 171, 191]
 

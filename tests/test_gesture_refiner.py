@@ -16,6 +16,7 @@ from common.gesture.refiner import (
     parse_pairs,
     refine,
     save_thresholds,
+    size_change,
     tip_x_range,
 )
 from common.metrics import multiclass_logloss
@@ -42,6 +43,61 @@ def test_statistics_by_hand() -> None:
     assert tip_x_range(_fist([300.0, 340.0, 310.0])) == pytest.approx(40.0)  # topmost: x - 40
     # in reference-width pixels: a 480-wide image counts 4x
     assert clip_statistic("tip_x_range", frames, 480, 1920) == pytest.approx(88.0)
+
+
+def _fist_hand(center: tuple[float, float], scale: float) -> np.ndarray:
+    """A 21-point fist: a fixed irregular point pattern around ``center``, ``scale`` times its
+    size (a fist pushed toward the camera looks bigger)."""
+    angles = np.linspace(0.0, 2 * np.pi, 21, endpoint=False)
+    radii = 30.0 + 10.0 * np.cos(3 * angles)
+    pattern = np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
+    return np.asarray(center) + scale * pattern
+
+
+def test_size_change_ignores_offsets_and_sees_a_push() -> None:
+    # a still fist whose regressed position is off by up to 25 px from frame to frame (a stage-one
+    # box that sits off): max_x_range counts the offsets, size_change does not
+    offsets = [0.0, 25.0, -20.0, 10.0, 0.0]
+    still = [_fist_hand((400.0 + dx, 300.0 - dx), 1.0) for dx in offsets]
+    assert max_x_range(still) == pytest.approx(45.0)
+    assert size_change(still) == pytest.approx(0.0, abs=1e-9)
+    # a push: the fist grows to 1.6x and drifts a little; size_change = 100 * ln(1.6)
+    pushed = [_fist_hand((400.0 + 10 * k, 300.0), 1.0 + 0.15 * k) for k in range(5)]
+    assert size_change(pushed) == pytest.approx(100 * np.log(1.6))
+    # no pixel unit: the image width does not rescale it (max_x_range is rescaled 4x)
+    assert clip_statistic("size_change", pushed, 480, 1920) == pytest.approx(100 * np.log(1.6))
+    assert clip_statistic("max_x_range", still, 480, 1920) == pytest.approx(180.0)
+    # two hands far apart (42 points): each hand's size, not the span of both
+    both = [np.concatenate([_fist_hand((200.0, 300.0), s), _fist_hand((900.0, 300.0), s)])
+            for s in (1.0, 1.3, 1.6)]  # fmt: skip
+    assert size_change(both) == pytest.approx(100 * np.log(1.6))
+    # the stages find one hand per frame, sometimes the other one: same growth either way
+    one_hand = [frame[:21] if k % 2 == 0 else frame[21:] for k, frame in enumerate(both)]
+    assert size_change(one_hand) == pytest.approx(100 * np.log(1.6))
+
+
+def test_median_frames_ignores_one_bad_frame() -> None:
+    still = [_fist_hand((400.0, 300.0), 1.0) for _ in range(5)]
+    still[2] = _fist_hand((400.0, 300.0), 2.0)  # one frame regressed at twice the size
+    assert clip_statistic("size_change", still, 1920, 1920) == pytest.approx(100 * np.log(2.0))
+    assert clip_statistic("size_change", still, 1920, 1920, median_frames=3) == pytest.approx(0.0)
+    pushed = [_fist_hand((400.0, 300.0), 1.0 + 0.15 * k) for k in range(5)]
+    filtered = clip_statistic("size_change", pushed, 1920, 1920, median_frames=3)
+    assert filtered == pytest.approx(100 * np.log(1.6))  # a steady growth keeps its range
+
+
+def test_refine_applies_the_fitted_median_filter(tmp_path: Path) -> None:
+    pairs = parse_pairs([[146, 163, "size_change", "fist"]], [146, 163, 5])[0]
+    fitted = fit_thresholds(pairs, [146], [{"size_change": 3.0}], 5.0, 3.0, median_frames=3)
+    path = save_thresholds(tmp_path / "t.json", fitted, pairs, 1920, 5.0, 3.0)
+    pairs, fitted, reference_width = load_thresholds(path)
+    assert fitted["fist"].median_frames == 3 and fitted["fist"].threshold == pytest.approx(8.0)
+    still = [_fist_hand((400.0, 300.0), 1.0) for _ in range(5)]
+    still[2] = _fist_hand((400.0, 300.0), 2.0)
+    probs = np.array([0.3, 0.6, 0.1])  # top: 163 (push); the clip's fist does not grow
+    refined, decision = refine(probs, [146, 163, 5], still, 1920, pairs, fitted, reference_width)
+    assert decision["chosen_id"] == 146 and decision["value"] == pytest.approx(0.0)
+    assert refined.tolist() == [1.0, 0.0, 0.0]
 
 
 def _pairs() -> list[RefinerPair]:

@@ -88,3 +88,18 @@ def test_images_to_submission_on_regressed_keypoints(tmp_path: Path) -> None:
     groups = {"index", "fist", "fist_both"}  # the report keeps one- and two-hand fists apart
     assert set(report["thresholds"]) == set(report["thresholds_stages"]) == groups
     assert set(report["validation"]["stage_keypoints"]["pairs"]) <= groups
+
+    # --rescore: the refiner refitted with other settings on the same run, nothing retrained
+    model = next((tmp_path / "work" / "output").rglob("best_model.pth"))
+    trained_at = model.stat().st_mtime_ns
+    rescored = load_tool("gesture_report").main([
+        "--work", str(tmp_path / "work"), "--rescore", "--report", "rescored.json",
+        "--gesture-epochs", "2", "--gesture-image-size", "32",
+        "--gesture-opts", "GESTURE.REFINER.MODE", "pair_mass",
+    ])  # fmt: skip
+    assert model.stat().st_mtime_ns == trained_at
+    assert (tmp_path / "work" / "rescored.json").is_file() and rescored["data"] == report["data"]
+    assert rescored["refiner"]["mode"] == "pair_mass"
+    before, after = report["validation"], rescored["validation"]
+    assert after["logloss"] == before["logloss"]
+    assert after["logloss_refined"] == before["logloss_refined_by_mode"]["pair_mass"]

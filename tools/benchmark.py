@@ -393,8 +393,11 @@ class SizeBench:
 
 def print_table(report: dict) -> None:
     peak = report["matmul_peak_gflops"]
-    print(f"\ndevice {report['machine']['device']}, {report['machine']['threads']} threads; "
-          f"times are the best of {report['settings']['repeats']}; ratios vs plain, same run")
+    machine = report["machine"]
+    print(f"\ndevice {machine['device']}, {machine['threads']} threads; 1-minute load average "
+          f"{machine['load_average_at_start'][0]:.1f} before the run (other processes) and "
+          f"{machine['load_average_at_end'][0]:.1f} at its end (with its own threads); times "
+          f"are the best of {report['settings']['repeats']}; ratios vs plain, same run")
     header = (f"{'size':5s} {'row':20s} {'variant':24s} {'img/s':>9s} {'x plain':>8s} "
               f"{'peak MiB':>9s} {'mem x':>6s} {'GFLOP/s':>8s} {'% peak':>7s}")  # fmt: skip
     print(header)
@@ -463,7 +466,8 @@ def main(argv: list[str] | None = None) -> dict:
                     torch.cuda.get_device_name(device),
                     "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__},  # fmt: skip
+                    "torch": torch.__version__,
+                    "load_average_at_start": list(os.getloadavg())},  # fmt: skip
         "settings": {"sizes": sizes, "images": args.images, "repeats": args.repeats,
                      "image_size": [width, height], "train_batch": args.train_batch,
                      "backends": backends, "memory": probe.method,
@@ -500,6 +504,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "parity": parity,
                 "rows": rows,
             }
+    report["machine"]["load_average_at_end"] = list(os.getloadavg())
     print_table(report)
     atomic_write_text(args.out, json.dumps(report, indent=1))
     print(f"wrote {args.out}")

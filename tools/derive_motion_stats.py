@@ -15,22 +15,18 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import _bootstrap  # noqa: F401
 import numpy as np
+from sklearn.cluster import KMeans
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from sklearn.cluster import KMeans  # noqa: E402
-
-from common.io import atomic_write_text  # noqa: E402
-from common.keypoints import MOTION_KEYPOINTS  # noqa: E402
-from common.motion_data import (  # noqa: E402
+from common.io import atomic_write_text
+from common.keypoints import MOTION_KEYPOINTS
+from common.motion_data import (
     keypoints_array,
     parse_motion_filename,
     read_keypoint_csv,
 )
-from common.synthetic.motion import (  # noqa: E402
+from common.synthetic.motion import (
     BONES,
     CAMERAS,
     STATS_PATH,

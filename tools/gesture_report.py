@@ -31,6 +31,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -41,7 +42,7 @@ import numpy as np
 
 from common.config import load_config
 from common.gesture.data import POINTS_PER_HAND, read_clips, read_test_answers
-from common.gesture.engine import THRESHOLD_FILES
+from common.gesture.engine import THRESHOLD_FILES, fit_and_score_refiner
 from common.gesture.hand_keypoints import TRAIN_LIST_NAME, read_stage_keypoints
 from common.gesture.refiner import clip_statistic, load_thresholds
 from common.gesture.synthetic import generate_gesture_dataset
@@ -58,6 +59,7 @@ SEPARATE_FIST_GROUPS = (
     "[146, 163, 'max_x_range', 'fist'], [171, 191, 'max_x_range', 'fist_both']]"
 )
 TRAIN_BOX_FILE = "annotations/train_frames_annotation.pkl"
+TRAIN_KEYPOINT_DIR = "train_frames_keypoint"
 
 
 def _tool(name: str) -> ModuleType:
@@ -137,6 +139,7 @@ def pair_statistics(data_root: Path, result_csv: Path, gesture_dir: Path) -> lis
         pair = next((p for p in pairs if pose_id in (p.static_id, p.moving_id)), None)
         if pair is None or pair.group not in thresholds:
             continue
+        median_frames = thresholds[pair.group].median_frames
         width = image_size(clip.frame_paths[0])[0]
         row = {
             "folder": clip.folder,
@@ -144,12 +147,14 @@ def pair_statistics(data_root: Path, result_csv: Path, gesture_dir: Path) -> lis
             "moving": pose_id == pair.moving_id,
             "group": pair.group,
             "regressed": clip_statistic(
-                pair.statistic, list(stage[clip.folder]), width, reference_width
+                pair.statistic, list(stage[clip.folder]), width, reference_width, median_frames
             ),
             "threshold": thresholds[pair.group].threshold,
         }
         if clip.keypoints is not None:
-            row["json"] = clip_statistic(pair.statistic, clip.keypoints, width, reference_width)
+            row["json"] = clip_statistic(
+                pair.statistic, clip.keypoints, width, reference_width, median_frames
+            )
             row["json_threshold"] = json_thresholds[pair.group].threshold
         rows.append(row)
     return rows
@@ -186,6 +191,7 @@ def print_summary(report: dict) -> None:
     """The numbers of a report, as a few readable lines."""
     print("\n=== gesture report")
     print(f"data: {json.dumps(report['data'])}")
+    print(f"refiner: {json.dumps(report['refiner'])}")
     keypoints = report.get("keypoint_error")
     if keypoints:
         print(
@@ -217,38 +223,12 @@ def print_summary(report: dict) -> None:
     print(f"seconds: {json.dumps(report['seconds'])}")
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=Path("output/gesture_report"),
-                        help="data, runs and report.json go here")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="delete a non-empty --work folder first")
-    parser.add_argument("--train-clips", type=int, default=104)
-    parser.add_argument("--test-clips", type=int, default=26)
-    parser.add_argument("--frames", type=int, default=6, help="frames per clip")
-    parser.add_argument("--width", type=int, default=320)
-    parser.add_argument("--height", type=int, default=180)
-    parser.add_argument("--seed", type=int, default=0, help="of the synthetic data")
-    parser.add_argument("--no-test-json", dest="test_json", action="store_false",
-                        help="no test keypoint JSONs: only regressed keypoints exist")
-    parser.add_argument("--bbox-epochs", type=int, default=20)
-    parser.add_argument("--keypoint-epochs", type=int, default=12)
-    parser.add_argument("--gesture-epochs", type=int, default=30)
-    parser.add_argument("--gesture-image-size", type=int, default=64)
-    parser.add_argument("--gesture-opts", nargs="*", default=[],
-                        help="more KEY VALUE overrides of the gesture config")
-    args = parser.parse_args(argv)  # fmt: skip
-
-    work = args.work.resolve()
+def _data_and_stages(
+    args: argparse.Namespace, work: Path, common: list[str], seconds: dict[str, float]
+) -> tuple[dict, Path]:
+    """Steps 1-3: the synthetic data, both stages trained and run on the test and training
+    frames; returns the data summary and stage two's test ``result.csv``."""
     data = work / "data"
-    if work.exists() and any(work.iterdir()):
-        if not args.overwrite:
-            parser.error(f"--work {work} is not empty (pass --overwrite to replace it)")
-        shutil.rmtree(work)
-    common = ["DATASET.ROOT", str(data), "OUTPUT_DIR", str(work / "output"),
-              "LOG_DIR", str(work / "log")]  # fmt: skip
-    seconds: dict[str, float] = {}
-
     started = _step("synthetic gesture data")
     summary = generate_gesture_dataset(
         data, args.train_clips, args.test_clips, args.frames, args.width, args.height,
@@ -265,17 +245,79 @@ def main(argv: list[str] | None = None) -> dict:
 
     started = _step("stage two: 21 hand keypoints")
     keypoint_dir = _train_and_test_stage(KEYPOINT_CFG, common, args.keypoint_epochs)
-    result_csv = keypoint_dir / "result.csv"
     seconds["stage_two"] = time.perf_counter() - started
 
     started = _step("both stages on the training frames")
     train_boxes = _predict_training_frames(BBOX_CFG, common, bbox_dir, work / "train_frames_bbox")
     shutil.copyfile(train_boxes / "test_annotation.pkl", data / TRAIN_BOX_FILE)
-    train_result_csv = _predict_training_frames(
+    _predict_training_frames(
         KEYPOINT_CFG, [*common, "DATASET.BOX_FILE", TRAIN_BOX_FILE], keypoint_dir,
-        work / "train_frames_keypoint",
-    ) / "result.csv"  # fmt: skip
+        work / TRAIN_KEYPOINT_DIR,
+    )  # fmt: skip
     seconds["stages_on_training_frames"] = time.perf_counter() - started
+    return summary, keypoint_dir / "result.csv"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path("output/gesture_report"),
+        help="data, runs and report.json go here",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="delete a non-empty --work folder first"
+    )
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="reuse --work's data, stages and classifier: refit and rescore only "
+        "the refiner (with --gesture-opts), then predict the test clips again",
+    )
+    parser.add_argument("--report", default="report.json", help="file name under --work")
+    parser.add_argument("--train-clips", type=int, default=104)
+    parser.add_argument("--test-clips", type=int, default=26)
+    parser.add_argument("--frames", type=int, default=6, help="frames per clip")
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=180)
+    parser.add_argument("--seed", type=int, default=0, help="of the synthetic data")
+    parser.add_argument(
+        "--no-test-json",
+        dest="test_json",
+        action="store_false",
+        help="no test keypoint JSONs: only regressed keypoints exist",
+    )
+    parser.add_argument("--bbox-epochs", type=int, default=20)
+    parser.add_argument("--keypoint-epochs", type=int, default=12)
+    parser.add_argument("--gesture-epochs", type=int, default=30)
+    parser.add_argument("--gesture-image-size", type=int, default=64)
+    parser.add_argument(
+        "--gesture-opts",
+        nargs="*",
+        default=[],
+        help="more KEY VALUE overrides of the gesture config",
+    )
+    args = parser.parse_args(argv)  # fmt: skip
+
+    work = args.work.resolve()
+    data = work / "data"
+    if args.rescore:
+        if not (work / TRAIN_KEYPOINT_DIR / "result.csv").is_file():
+            parser.error(f"--rescore needs a finished run in --work {work}")
+    elif work.exists() and any(work.iterdir()):
+        if not args.overwrite:
+            parser.error(f"--work {work} is not empty (pass --overwrite to replace it)")
+        shutil.rmtree(work)
+    common = ["DATASET.ROOT", str(data), "OUTPUT_DIR", str(work / "output"),
+              "LOG_DIR", str(work / "log")]  # fmt: skip
+    seconds: dict[str, float] = {}
+    train_result_csv = work / TRAIN_KEYPOINT_DIR / "result.csv"
+    if args.rescore:
+        summary = json.loads((work / "report.json").read_text())["data"]
+        result_csv = output_dir_for(load_config(KEYPOINT_CFG, common), KEYPOINT_CFG) / "result.csv"
+    else:
+        summary, result_csv = _data_and_stages(args, work, common, seconds)
 
     started = _step("gesture classifier")
     gesture_opts = [
@@ -287,14 +329,23 @@ def main(argv: list[str] | None = None) -> dict:
         "GESTURE.TRAIN_STAGE_RESULT_CSV", str(train_result_csv),
         *args.gesture_opts,
     ]  # fmt: skip
-    metrics = _tool("train").main(["--cfg", str(GESTURE_CFG), *gesture_opts])
-    gesture_dir = output_dir_for(load_config(GESTURE_CFG, gesture_opts), GESTURE_CFG)
+    gesture_cfg = load_config(GESTURE_CFG, gesture_opts)
+    gesture_dir = output_dir_for(gesture_cfg, GESTURE_CFG)
+    if args.rescore:
+        metrics = fit_and_score_refiner(gesture_cfg, gesture_dir, logging.getLogger(__name__))
+    else:
+        metrics = _tool("train").main(["--cfg", str(GESTURE_CFG), *gesture_opts])
     seconds["classifier"] = time.perf_counter() - started
 
     started = _step("test clips")
     test_tool = _tool("test")
     report: dict = {
         "data": summary,
+        "refiner": {
+            "pairs": gesture_cfg.GESTURE.REFINER.PAIRS,
+            "mode": gesture_cfg.GESTURE.REFINER.MODE,
+            "median_frames": gesture_cfg.GESTURE.REFINER.MEDIAN_FRAMES,
+        },
         "thresholds": metrics["thresholds"],
         "thresholds_stages": metrics["thresholds_stages"],
         "validation": metrics["mean"],
@@ -313,7 +364,7 @@ def main(argv: list[str] | None = None) -> dict:
     report["pair_statistics"] = pair_statistics(data, result_csv, gesture_dir)
     seconds["test"] = time.perf_counter() - started
     report["seconds"] = {name: round(value, 1) for name, value in seconds.items()}
-    atomic_write_text(work / "report.json", json.dumps(report, indent=1))
+    atomic_write_text(work / args.report, json.dumps(report, indent=1))
     print_summary(report)
     return report
 

@@ -20,21 +20,18 @@ import csv
 import sys
 from pathlib import Path
 
+import _bootstrap  # noqa: F401
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from common.keypoints import keypoint_set  # noqa: E402
-from common.metrics import (  # noqa: E402
+from common.keypoints import keypoint_set
+from common.metrics import (
     multiclass_logloss,
     per_image_rmse,
     per_keypoint_rmse,
     rmse,
 )
-from common.motion_data import (  # noqa: E402
+from common.motion_data import (
     IMAGE_COLUMN,
     DataFormatError,
     keypoints_array,

@@ -337,9 +337,12 @@ def _fit_refiner(
 ) -> dict[str, GroupThreshold]:
     """Thresholds from the clips' statistics on ``keypoints`` ({folder: frames})."""
     reference_width = cfg.GESTURE.REFERENCE_WIDTH
+    median_frames = cfg.GESTURE.REFINER.MEDIAN_FRAMES
     stats = [
         {
-            name: clip_statistic(name, keypoints[c.folder], widths[c.folder], reference_width)
+            name: clip_statistic(
+                name, keypoints[c.folder], widths[c.folder], reference_width, median_frames
+            )
             for name in STATISTICS
         }
         for c in clips
@@ -350,6 +353,7 @@ def _fit_refiner(
         stats,
         cfg.GESTURE.REFINER.MARGIN,
         cfg.GESTURE.REFINER.OUTLIER_IQR,
+        median_frames,
     )
 
 
@@ -479,7 +483,6 @@ def train_gesture(cfg: CfgNode, output_dir: Path, logger: logging.Logger) -> dic
     class_ids, pose_table = _class_ids(cfg)
     class_index = {pose_id: index for index, pose_id in enumerate(class_ids)}
     clips = read_clips(_root(cfg) / cfg.DATASET.TRAIN_IMAGE_DIR, "train", class_ids)
-    widths = {clip.folder: _clip_width(clip) for clip in clips}
     items = _train_items(cfg, clips, class_index)
     pairs, notes = parse_pairs(g.REFINER.PAIRS, class_ids)
     flip_pairs, flip_notes = build_flip_pairs(pose_table, g.FLIP_EXCLUDE_IDS, g.FLIP_NAME_OVERRIDES)
@@ -507,6 +510,38 @@ def train_gesture(cfg: CfgNode, output_dir: Path, logger: logging.Logger) -> dic
         raise ValueError(
             f"GESTURE.FOLDS {list(g.FOLDS)} must be non-empty, in 0..{g.NUM_FOLDS - 1}"
         )
+    for fold in g.FOLDS:
+        train_items = [item for item, f in zip(items, folds, strict=True) if f != fold]
+        val_items = [item for item, f in zip(items, folds, strict=True) if f == fold]
+        val_probs, summary = _train_fold(
+            cfg, fold, train_items, val_items, class_ids, flip_map, output_dir, logger, device
+        )
+        clip_probs = _clip_means(val_probs, [item.clip for item in val_items])
+        train_clips = sorted({item.clip for item in train_items})
+        (output_dir / f"fold_{fold}").mkdir(parents=True, exist_ok=True)
+        np.savez(
+            output_dir / f"fold_{fold}" / VALIDATION_PROBS_NAME,
+            folders=np.array([clips[i].folder for i in clip_probs]),
+            probs=np.stack(list(clip_probs.values())),
+            train_folders=np.array([clips[i].folder for i in train_clips]),
+            summary=np.array(json.dumps(summary)),
+        )
+    return fit_and_score_refiner(cfg, output_dir, logger)
+
+
+def fit_and_score_refiner(cfg: CfgNode, output_dir: Path, logger: logging.Logger) -> dict:
+    """Fit the refiner on each fold's training clips and score its validation clips (from the
+    clip probabilities training saved), then fit on all training clips and save the thresholds
+    and ``gesture_metrics.json``. Separate from training so refiner settings can be compared
+    without retraining the classifier."""
+    g = cfg.GESTURE
+    output_dir = Path(output_dir)
+    class_ids, _ = _class_ids(cfg)
+    class_index = {pose_id: index for index, pose_id in enumerate(class_ids)}
+    clips = read_clips(_root(cfg) / cfg.DATASET.TRAIN_IMAGE_DIR, "train", class_ids)
+    by_folder = {clip.folder: clip for clip in clips}
+    widths = {clip.folder: _clip_width(clip) for clip in clips}
+    pairs, _ = parse_pairs(g.REFINER.PAIRS, class_ids)
     # The refiner's statistics: from the JSON keypoints, and also from the stages' keypoints of
     # the training frames when given (thresholds as noisy as the stage keypoints of the test).
     refiner_keypoints = {"json": {clip.folder: list(clip.keypoints) for clip in clips}}
@@ -514,24 +549,17 @@ def train_gesture(cfg: CfgNode, output_dir: Path, logger: logging.Logger) -> dic
         refiner_keypoints["stages"] = _stage_keypoints(g.TRAIN_STAGE_RESULT_CSV, clips, "training")
     results: dict = {"folds": {}}
     for fold in g.FOLDS:
-        train_items = [item for item, f in zip(items, folds, strict=True) if f != fold]
-        val_items = [item for item, f in zip(items, folds, strict=True) if f == fold]
-        val_probs, summary = _train_fold(
-            cfg, fold, train_items, val_items, class_ids, flip_map, output_dir, logger, device
-        )
-        train_clips = [clips[i] for i in sorted({item.clip for item in train_items})]
-        clip_probs = _clip_means(val_probs, [item.clip for item in val_items])
-        val_clips = [clips[i] for i in clip_probs]
-        # Kept so the refiner can be refitted and rescored without retraining the classifier.
-        np.savez(
-            output_dir / f"fold_{fold}" / VALIDATION_PROBS_NAME,
-            folders=np.array([c.folder for c in val_clips]),
-            probs=np.stack(list(clip_probs.values())),
-            train_folders=np.array([c.folder for c in train_clips]),
-        )
+        path = output_dir / f"fold_{fold}" / VALIDATION_PROBS_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: train fold {fold} first")
+        with np.load(path) as saved:
+            val_clips = [by_folder[str(folder)] for folder in saved["folders"]]
+            train_clips = [by_folder[str(folder)] for folder in saved["train_folders"]]
+            probs = saved["probs"]
+            summary = json.loads(str(saved["summary"])) if "summary" in saved else {}
         for source, keypoints in refiner_keypoints.items():
             scores = score_clips(
-                np.stack(list(clip_probs.values())),
+                probs,
                 np.array([class_index[c.pose_id] for c in val_clips]),
                 class_ids,
                 [keypoints[c.folder] for c in val_clips],
@@ -578,7 +606,8 @@ def train_gesture(cfg: CfgNode, output_dir: Path, logger: logging.Logger) -> dic
     logger.info(
         "thresholds %s%s",
         results["thresholds"],
-        f", on stage keypoints {results['thresholds_stages']}" if "stages" in refiner_keypoints
+        f", on stage keypoints {results['thresholds_stages']}"
+        if "stages" in refiner_keypoints
         else "",
     )
     atomic_write_text(output_dir / "gesture_metrics.json", json.dumps(results, indent=1))

@@ -8,12 +8,21 @@ clip's keypoints picks the member:
 * ``tip_x_range`` (the reference's ver1): per frame, the x of the topmost point (smallest y,
   the index tip); the statistic is max - min over the frames.
 * ``max_x_range`` (ver2): per frame, the largest x over all points; max - min over the frames.
+* ``size_change`` (ours, for the fist pairs): per frame, each hand's size (median distance of its
+  points from their median point; two-hand frames: geometric mean over the hands); the statistic
+  is 100 * (max - min) of log size over the frames, about the percent the hand grows. A push
+  toward the camera grows the fist; a position offset (a stage-one box off by some pixels, a
+  slow drift) leaves it unchanged, whereas the ver2 statistic counts it in full. It also gives
+  the same answer whichever hand of a two-hand clip the stages found.
 
-Statistics are expressed in pixels of a ``reference_width``-wide image (value * reference_width /
-image width), so one threshold serves any image size; with 1920-wide frames they equal the
-reference's numbers. A threshold is the largest value among the static classes' training clips
-plus a margin (reference: 5 px); the fit first drops static values above Q3 + k * IQR of the
-static values (k = ``outlier_iqr``; only with at least 4 values), which removes clips such as the
+Each statistic is the range of a per-frame series; with ``median_frames`` > 1 the series is first
+median-filtered over that many frames, so one frame's badly regressed keypoints do not set the
+range. Pixel statistics are expressed in pixels of a ``reference_width``-wide image (value *
+reference_width / image width), so one threshold serves any image size; with 1920-wide frames
+they equal the reference's numbers (``size_change`` has no unit). A threshold is the largest
+value among the static classes' training clips plus a margin (reference: 5 px; in the
+statistic's unit); the fit first drops static values above Q3 + k * IQR of the static values
+(k = ``outlier_iqr``; only with at least 4 values), which removes clips such as the
 reference's folder 596 (a fist that opens) that it excluded by hand. Pairs sharing a ``group``
 share one threshold fitted on their pooled static clips (the reference used one threshold for
 all four number-one/wag pairs and one for both fist pairs).
@@ -22,31 +31,86 @@ all four number-one/wag pairs and one for both fist pairs).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from common.gesture.data import POINTS_PER_HAND
 from common.io import atomic_write_text
 
 THRESHOLDS_NAME = "refiner_thresholds.json"
 MODES = ("onehot", "pair_mass")
 
 
+def tip_x(points: np.ndarray) -> float:
+    """The x of the frame's topmost point (smallest y)."""
+    return float(points[np.argmin(points[:, 1]), 0])
+
+
+def max_x(points: np.ndarray) -> float:
+    """The frame's largest x."""
+    return float(points[:, 0].max())
+
+
+def log_hand_size(points: np.ndarray) -> float:
+    """100 * log of the hand size: median distance of a hand's points from their median point,
+    geometric mean over the hands when the frame holds several (21 points each)."""
+    hands = len(points) // POINTS_PER_HAND if len(points) % POINTS_PER_HAND == 0 else 1
+    logs = []
+    for hand in np.split(np.asarray(points, dtype=np.float64), max(1, hands)):
+        radius = np.median(np.linalg.norm(hand - np.median(hand, axis=0), axis=1))
+        logs.append(np.log(max(float(radius), 1e-6)))
+    return 100.0 * float(np.mean(logs))
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A per-frame value whose range over the clip is the statistic; ``in_pixels`` ones are
+    rescaled to the reference width."""
+
+    per_frame: Callable[[np.ndarray], float]
+    in_pixels: bool
+
+
+STATISTICS = {
+    "tip_x_range": Statistic(tip_x, in_pixels=True),
+    "max_x_range": Statistic(max_x, in_pixels=True),
+    "size_change": Statistic(log_hand_size, in_pixels=False),
+}
+
+
+def median_filter(series: Sequence[float], window: int) -> np.ndarray:
+    """Running median over ``window`` frames, centred; the ends repeat the first and last value,
+    so a steady rise keeps its full range."""
+    values = np.asarray(series, dtype=np.float64)
+    if window <= 1:
+        return values
+    half = window // 2
+    padded = np.pad(values, half, mode="edge")
+    return np.array([np.median(padded[i : i + 2 * half + 1]) for i in range(len(values))])
+
+
+def series_range(name: str, frames: Sequence[np.ndarray], median_frames: int = 1) -> float:
+    """max - min over frames of statistic ``name``'s per-frame value (median-filtered first)."""
+    series = median_filter([STATISTICS[name].per_frame(points) for points in frames], median_frames)
+    return float(series.max() - series.min())
+
+
 def tip_x_range(frames: Sequence[np.ndarray]) -> float:
-    """max - min over frames of the x of each frame's topmost point."""
-    xs = [float(points[np.argmin(points[:, 1]), 0]) for points in frames]
-    return max(xs) - min(xs)
+    """max - min over frames of the x of each frame's topmost point (reference ver1)."""
+    return series_range("tip_x_range", frames)
 
 
 def max_x_range(frames: Sequence[np.ndarray]) -> float:
-    """max - min over frames of each frame's largest x."""
-    xs = [float(points[:, 0].max()) for points in frames]
-    return max(xs) - min(xs)
+    """max - min over frames of each frame's largest x (reference ver2)."""
+    return series_range("max_x_range", frames)
 
 
-STATISTICS = {"tip_x_range": tip_x_range, "max_x_range": max_x_range}
+def size_change(frames: Sequence[np.ndarray]) -> float:
+    """100 * (max - min) over frames of the log hand size."""
+    return series_range("size_change", frames)
 
 
 @dataclass(frozen=True)
@@ -68,6 +132,7 @@ class GroupThreshold:
     static_values: list[float]
     excluded_static_values: list[float]
     moving_values: list[float]
+    median_frames: int = 1  # the statistic's median filter, applied again at inference
 
 
 def parse_pairs(
@@ -108,12 +173,19 @@ def parse_pairs(
 
 
 def clip_statistic(
-    name: str, frames: Sequence[np.ndarray], image_width: float, reference_width: float
+    name: str,
+    frames: Sequence[np.ndarray],
+    image_width: float,
+    reference_width: float,
+    median_frames: int = 1,
 ) -> float:
-    """A statistic of one clip's (K, 2) keypoint frames, in reference-width pixels."""
+    """A statistic of one clip's (K, 2) keypoint frames (pixel ones in reference-width pixels)."""
     if len(frames) == 0:
         raise ValueError("a clip statistic needs at least one frame")
-    return STATISTICS[name](frames) * float(reference_width) / float(image_width)
+    value = series_range(name, frames, median_frames)
+    if STATISTICS[name].in_pixels:
+        value *= float(reference_width) / float(image_width)
+    return value
 
 
 def _outlier_cutoff(values: np.ndarray, outlier_iqr: float) -> float:
@@ -129,10 +201,12 @@ def fit_thresholds(
     clip_stat_values: Sequence[dict[str, float]],
     margin: float,
     outlier_iqr: float,
+    median_frames: int = 1,
 ) -> dict[str, GroupThreshold]:
     """Per group: largest static-class value (outliers dropped) + margin.
 
-    ``clip_stat_values[i]`` holds clip i's value of each statistic (reference-width pixels).
+    ``clip_stat_values[i]`` holds clip i's value of each statistic (computed with
+    ``median_frames``, which is recorded with the threshold).
     Groups without a static clip get no threshold (and are then left alone at inference).
     """
     fitted: dict[str, GroupThreshold] = {}
@@ -166,6 +240,7 @@ def fit_thresholds(
             static_values=sorted(float(v) for v in kept),
             excluded_static_values=sorted(float(v) for v in static[static > cutoff]),
             moving_values=sorted(moving),
+            median_frames=int(median_frames),
         )
     return fitted
 
@@ -231,8 +306,9 @@ def refine(
     pair = next((p for p in pairs if top_id in (p.static_id, p.moving_id)), None)
     if pair is None or pair.group not in thresholds:
         return probabilities, None
-    threshold = thresholds[pair.group].threshold
-    value = clip_statistic(pair.statistic, frames, image_width, reference_width)
+    fit = thresholds[pair.group]
+    threshold = fit.threshold
+    value = clip_statistic(pair.statistic, frames, image_width, reference_width, fit.median_frames)
     chosen = pair.static_id if value < threshold else pair.moving_id
     static_index, moving_index = ids.index(pair.static_id), ids.index(pair.moving_id)
     chosen_index = ids.index(chosen)

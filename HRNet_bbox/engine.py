@@ -192,7 +192,7 @@ def load_model_for_test(
     weights = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else output_dir / BEST_NAME
     load_state_dict_strict(model, weights)
     model = model.to(device).eval()
-    runner = prepare_inference_model(model, cfg, weights_path=weights)
+    runner = prepare_inference_model(model, cfg, weights_path=weights, inplace=True)
     return model if runner is model else PreparedBoxModel(runner, model)
 
 

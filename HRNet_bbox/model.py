@@ -93,7 +93,9 @@ class SoftArgmaxBoxHead(nn.Module):
         )
         self.corner_logits = nn.Conv2d(in_channels, 4, 1)
         nn.init.normal_(self.refine[0].weight, std=0.01)
-        nn.init.normal_(self.corner_logits.weight, std=0.001)
+        # Unit-variance logits from the start: a near-uniform softmax would sit at the image
+        # centre and learn slowly.
+        nn.init.normal_(self.corner_logits.weight, std=in_channels**-0.5)
         nn.init.zeros_(self.corner_logits.bias)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -153,7 +153,8 @@ def load_model_for_test(cfg: CfgNode, output_dir: Path, device: torch.device) ->
     model = build_model(cfg, is_train=False)
     weights = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else output_dir / BEST_NAME
     load_state_dict_strict(model, weights)
-    return prepare_inference_model(model.to(device).eval(), cfg, weights_path=weights)
+    return prepare_inference_model(model.to(device).eval(), cfg, weights_path=weights,
+                                   inplace=True)  # fmt: skip
 
 
 def run_test(

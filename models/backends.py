@@ -120,7 +120,7 @@ def weights_digest(model: nn.Module, input_shape: Sequence[int]) -> str:
     digest = hashlib.sha256(repr(tuple(input_shape[-2:])).encode())
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().numpy())  # hashed in place
     return digest.hexdigest()[:16]
 
 
@@ -158,12 +158,14 @@ def prepare_inference_model(
     cfg: CfgNode,
     example_input_shape: Sequence[int] | None = None,
     weights_path: str | Path | None = None,
+    inplace: bool = False,
 ) -> nn.Module:
     """``model`` (eval mode, on its device) run by ``TEST.BACKEND``.
 
     ``example_input_shape`` (N, C, H, W) defaults to ``MODEL.IMAGE_SIZE``; ``weights_path`` is
     where the weights came from, so that the ONNX export is cached beside them. 'torch' returns
-    ``model`` itself; the others return a new module and leave ``model`` untouched.
+    ``model`` itself; the others return a new module and leave ``model`` untouched, unless
+    ``inplace``: then 'fused' folds into ``model``'s own layers instead of a copy.
     """
     backend = str(cfg.TEST.BACKEND)
     if backend not in BACKENDS:
@@ -173,7 +175,8 @@ def prepare_inference_model(
         return model
     shape = tuple(example_input_shape) if example_input_shape else input_shape_for(cfg)
     if backend == "fused":
-        return ChannelsLast(fuse_conv_bn(model).to(memory_format=torch.channels_last)).eval()
+        fused = fuse_conv_bn(model, inplace=inplace)
+        return ChannelsLast(fused.to(memory_format=torch.channels_last)).eval()
     path = Path(weights_path) if weights_path is not None else None
     return _onnxruntime_model(model, cfg, shape, path).eval()
 

@@ -50,12 +50,13 @@ def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:
     return [(c, b) for c, b in candidates if _foldable(children.get(c), children.get(b))]
 
 
-def fuse_conv_bn(model: nn.Module) -> nn.Module:
+def fuse_conv_bn(model: nn.Module, inplace: bool = False) -> nn.Module:
     """An eval-mode copy of ``model`` with each BN that follows a conv folded into it.
 
-    The folded BNs become ``nn.Identity``; the original model is left untouched.
+    The folded BNs become ``nn.Identity``; the original model is left untouched unless
+    ``inplace`` (which saves a copy of the weights when the original is not needed again).
     """
-    fused = copy.deepcopy(model).eval()
+    fused = (model if inplace else copy.deepcopy(model)).eval()
     for module in list(fused.modules()):
         for conv_name, bn_name in _conv_bn_pairs(module):
             _fold_into_conv(getattr(module, conv_name), getattr(module, bn_name))

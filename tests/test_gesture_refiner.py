@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -233,3 +234,100 @@ def test_score_clips_reports_each_pair_with_and_without_the_rule() -> None:
     assert fist["logloss"] == pytest.approx(-np.log(0.3)) and fist["threshold"] == 25.0
     # one-hot gives the same here: both pair clips become certain and right
     assert scores["logloss_refined_by_mode"]["onehot"] == pytest.approx(-np.log(0.8) / 3)
+
+
+def _index_and_fist_fit() -> dict:
+    """index: static 10, 20, 30 and moving 50, 25, 80 (threshold 35: the 25 is wrong, 5 of 6
+    right); fist: static 10, moving 1, 2, 3 (threshold 15: only the static clip right)."""
+    pose_ids = [0, 10, 0, 42, 67, 42, 146, 163, 163, 163]
+    values = [10.0, 20.0, 30.0, 50.0, 25.0, 80.0, 10.0, 1.0, 2.0, 3.0]
+    stats = [{"tip_x_range": v, "max_x_range": v} for v in values]
+    return fit_thresholds(_pairs(), pose_ids, stats, 5.0, 0.0)
+
+
+def test_rule_confidence_by_hand() -> None:
+    fitted = _index_and_fist_fit()
+    assert fitted["index"].threshold == 35.0
+    assert fitted["index"].confidence == pytest.approx((5 + 1) / (6 + 2))
+    assert fitted["fist"].confidence == pytest.approx((1 + 1) / (4 + 2))
+    # a static outlier left out of the threshold still counts, as a clip the rule gets wrong:
+    # static 10..13 and 200 (cutoff 13 + 3 * 2 = 19, threshold 18), moving 50, 60: 6 of 7 right
+    pose_ids = [0, 0, 0, 0, 0, 42, 42]
+    stats = [{"tip_x_range": v} for v in (10.0, 11.0, 12.0, 13.0, 200.0, 50.0, 60.0)]
+    fit = fit_thresholds(_pairs(), pose_ids, stats, 5.0, 3.0)["index"]
+    assert fit.excluded_static_values == [200.0] and fit.threshold == 18.0
+    assert fit.confidence == pytest.approx((6 + 1) / (7 + 2))
+    # a perfect rule is still not certain
+    perfect = fit_thresholds(_pairs(), [0, 42], [{"tip_x_range": 1.0}, {"tip_x_range": 90.0}],
+                             5.0, 0.0)["index"]  # fmt: skip
+    assert perfect.confidence == pytest.approx(3 / 4)
+
+
+def test_calibrated_mode_splits_the_pair_mass_by_confidence() -> None:
+    fitted = _index_and_fist_fit()
+    class_ids = [0, 10, 42, 67, 146, 163, 5]
+    probs = np.array([0.5, 0.05, 0.3, 0.05, 0.05, 0.0, 0.05])  # top: 0; pair 0/42 mass 0.8
+    wagging = _raised_finger([560.0, 640.0, 570.0, 650.0])  # range 90 >= 35: the wag
+    still = _raised_finger([600.0, 604.0, 598.0])  # range 6: number one
+    refined, decision = refine(probs, class_ids, wagging, 1920, _pairs(), fitted, 1920,
+                               "calibrated")  # fmt: skip
+    assert decision["chosen_id"] == 42 and decision["confidence"] == pytest.approx(0.75)
+    np.testing.assert_allclose(refined, [0.8 * 0.25, 0.05, 0.8 * 0.75, 0.05, 0.05, 0.0, 0.05])
+    refined, _ = refine(probs, class_ids, still, 1920, _pairs(), fitted, 1920, "calibrated")
+    np.testing.assert_allclose(refined, [0.8 * 0.75, 0.05, 0.8 * 0.25, 0.05, 0.05, 0.0, 0.05])
+    # when the rule is wrong (truth 0 for the wagging-looking clip) the true class keeps
+    # m * (1 - c) = 0.2, where pair_mass leaves it nothing
+    wrong_calibrated = refine(probs, class_ids, wagging, 1920, _pairs(), fitted, 1920,
+                              "calibrated")[0]  # fmt: skip
+    wrong_pair_mass = refine(probs, class_ids, wagging, 1920, _pairs(), fitted, 1920,
+                             "pair_mass")[0]  # fmt: skip
+    label = np.array([0])
+    assert multiclass_logloss(wrong_calibrated[None], label) == pytest.approx(-np.log(0.2))
+    assert multiclass_logloss(wrong_pair_mass[None], label) > 30.0
+
+
+def test_calibrated_mode_leaves_a_chance_level_rule_alone() -> None:
+    fitted = _index_and_fist_fit()  # fist: confidence 1/3
+    class_ids = [0, 10, 42, 67, 146, 163, 5]
+    probs = np.array([0.0, 0.0, 0.0, 0.05, 0.6, 0.3, 0.05])  # top: 146 (fist)
+    pushed = _fist([300.0, 380.0, 330.0])  # range 80 >= 15: the rule says push
+    untouched, decision = refine(probs, class_ids, pushed, 1920, _pairs(), fitted, 1920,
+                                 "calibrated")  # fmt: skip
+    assert decision is None and untouched.tolist() == probs.tolist()
+    # the other modes still apply it
+    assert refine(probs, class_ids, pushed, 1920, _pairs(), fitted, 1920,
+                  "pair_mass")[1]["chosen_id"] == 163  # fmt: skip
+    # exactly chance: static 10 right, moving 1 wrong -> (1 + 1) / (2 + 2) = 0.5, left alone
+    even = fit_thresholds(_pairs(), [146, 163], [{"max_x_range": 10.0}, {"max_x_range": 1.0}],
+                          5.0, 0.0)  # fmt: skip
+    assert even["fist"].confidence == 0.5
+    assert refine(probs, class_ids, pushed, 1920, _pairs(), even, 1920, "calibrated")[1] is None
+
+
+def test_confidence_is_saved_and_loaded(tmp_path: Path) -> None:
+    fitted = _index_and_fist_fit()
+    path = save_thresholds(tmp_path / "t.json", fitted, _pairs(), 1920, 5.0, 0.0)
+    saved = json.loads(path.read_text())
+    assert saved["groups"]["index"]["confidence"] == pytest.approx(0.75)
+    _, loaded, _ = load_thresholds(path)
+    assert loaded["index"].confidence == pytest.approx(0.75)
+    assert loaded["fist"].confidence == pytest.approx(1 / 3)
+    # a file from before confidences existed is refused, not read as some default trust
+    del saved["groups"]["index"]["confidence"]
+    path.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="not a refiner thresholds file"):
+        load_thresholds(path)
+
+
+def test_score_clips_reports_the_calibrated_mode_and_confidences() -> None:
+    from common.gesture.engine import score_clips
+
+    fitted = _index_and_fist_fit()
+    class_ids = [0, 10, 42, 67, 146, 163, 5]
+    probs = np.array([[0.55, 0.0, 0.45, 0.0, 0.0, 0.0, 0.0]])  # truth 42 (wag), model says 0
+    clips = [_raised_finger([560.0, 650.0])]
+    scores = score_clips(probs, np.array([2]), class_ids, clips, [1920], _pairs(), fitted, 1920.0,
+                         "calibrated")  # fmt: skip
+    assert scores["logloss_refined"] == pytest.approx(-np.log(0.75))
+    assert scores["logloss_refined_by_mode"]["calibrated"] == scores["logloss_refined"]
+    assert scores["pairs"]["index"]["confidence"] == pytest.approx(0.75)

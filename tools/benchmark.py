@@ -24,17 +24,20 @@ peak memory of:
 
 Both paths load data in the main process (``WORKERS 0``). Each figure is the best of
 ``--repeats`` runs, variants interleaved (the first run is the warm-up); ratios are to the plain
-variant of the same row in the same run. Peak memory is the peak above the memory in use when
-the measurement starts: CUDA ``max_memory_allocated``; CPU the process's peak RSS, reset before
-each measurement through ``/proc/self/clear_refs`` (Linux; approximate: the allocator may reuse
-freed memory). FLOPs are counted by ``torch.utils.flop_counter`` (a multiply-add is 2 FLOPs);
-the peak they are compared with is the best of three float32 N x N matmuls in the same run.
+variant of the same row in the same run: wall time (``x plain``) and process CPU time over all
+threads (``cpu x``, less sensitive to other processes sharing the cores). Peak memory is the
+peak above the memory in use when the measurement starts: CUDA ``max_memory_allocated``; CPU the
+process's peak RSS, reset before each measurement through ``/proc/self/clear_refs`` after
+glibc's ``malloc_trim`` (Linux; approximate: onnxruntime's arena counts only when it grows).
+FLOPs are counted by ``torch.utils.flop_counter`` (a multiply-add is 2 FLOPs); the peak they
+are compared with is the best of three float32 N x N matmuls in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import json
 import logging
 import math
@@ -92,6 +95,9 @@ class MemoryProbe:
                        "peak RSS (VmHWM, reset per measurement)" if self.resettable else
                        "getrusage ru_maxrss (process lifetime maximum)")  # fmt: skip
         self.base = 0.0
+        libc = ctypes.CDLL(None) if device.type == "cpu" else None
+        # glibc keeps freed memory for reuse, which hides later peaks; trim it first.
+        self.trim = getattr(libc, "malloc_trim", None)
 
     @staticmethod
     def _status_kib(field: str) -> float:
@@ -106,6 +112,8 @@ class MemoryProbe:
             torch.cuda.reset_peak_memory_stats()
             self.base = torch.cuda.memory_allocated() / MIB
         elif self.resettable:
+            if self.trim is not None:
+                self.trim(0)
             Path("/proc/self/clear_refs").write_text("5")
             self.base = self._status_kib("VmRSS") / 1024
         else:
@@ -133,21 +141,24 @@ def measure_row(
 ) -> list[dict]:
     """Time each variant ``repeats`` times, interleaved; the first variant is the plain one."""
     seconds = {key: math.inf for key in variants}
+    cpu_seconds = {key: math.inf for key in variants}
     peaks = {key: 0.0 for key in variants}
     for _ in range(repeats):
         for key, run in variants.items():
             probe.start()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             run()
             synchronize(probe.device)
             seconds[key] = min(seconds[key], time.perf_counter() - start)
+            cpu_seconds[key] = min(cpu_seconds[key], time.process_time() - cpu_start)
             peaks[key] = max(peaks[key], probe.peak_mib())
     plain = next(iter(variants))
     rows = []
     for key in variants:
         row = {"row": name, "variant": key, "images": images, "seconds": seconds[key],
                "images_per_s": images / seconds[key], "peak_mib": peaks[key],
-               "speed_ratio": seconds[plain] / seconds[key],
+               "speed_ratio": seconds[plain] / seconds[key], "cpu_seconds": cpu_seconds[key],
+               "cpu_ratio": cpu_seconds[plain] / max(cpu_seconds[key], 1e-9),
                "memory_ratio": peaks[key] / peaks[plain] if peaks[plain] > 0 else None}  # fmt: skip
         rows.append(row)
     return rows
@@ -391,6 +402,10 @@ class SizeBench:
         return self.measure("train_step", variants, batch)
 
 
+def _cell(value: float | None, fmt: str, width: int) -> str:
+    return ("" if value is None else fmt.format(value)).rjust(width)
+
+
 def print_table(report: dict) -> None:
     peak = report["matmul_peak_gflops"]
     machine = report["machine"]
@@ -399,18 +414,18 @@ def print_table(report: dict) -> None:
           f"{machine['load_average_at_end'][0]:.1f} at its end (with its own threads); times "
           f"are the best of {report['settings']['repeats']}; ratios vs plain, same run")
     header = (f"{'size':5s} {'row':20s} {'variant':24s} {'img/s':>9s} {'x plain':>8s} "
-              f"{'peak MiB':>9s} {'mem x':>6s} {'GFLOP/s':>8s} {'% peak':>7s}")  # fmt: skip
+              f"{'cpu x':>6s} {'peak MiB':>9s} {'mem x':>6s} {'GFLOP/s':>8s} "
+              f"{'% peak':>7s}")  # fmt: skip
     print(header)
     print("-" * len(header))
     for size, result in report["sizes"].items():
         for row in result["rows"]:
-            memory_ratio = row["memory_ratio"]
-            gflops = row.get("gflops")
+            optional = [_cell(row["memory_ratio"], "{:.2f}", 6),
+                        _cell(row.get("gflops"), "{:.1f}", 8),
+                        _cell(row.get("percent_of_peak"), "{:.0f}%", 7)]  # fmt: skip
             print(f"{size:5s} {row['row']:20s} {row['variant']:24s} {row['images_per_s']:9.2f} "
-                  f"{row['speed_ratio']:8.2f} {row['peak_mib']:9.1f} "
-                  f"{'' if memory_ratio is None else f'{memory_ratio:.2f}':>6s} "
-                  f"{'' if gflops is None else f'{gflops:.1f}':>8s} "
-                  f"{'' if gflops is None else f'{100 * gflops / peak:.0f}%':>7s}")  # fmt: skip
+                  f"{row['speed_ratio']:8.2f} {row['cpu_ratio']:6.2f} {row['peak_mib']:9.1f} "
+                  + " ".join(optional))
         flops = result["gflop_per_image"]
         print(f"{size}: forward GFLOP per image: stage one {flops['stage1']:.2f}, stage two "
               f"{flops['stage2']:.2f}; preparing the backends (BN folding, ONNX export; "
@@ -419,8 +434,9 @@ def print_table(report: dict) -> None:
             print(f"{size}: chain_{backend} vs plain: result.csv max |diff| "
                   f"{diff['result_csv_max_abs_px']:.2g} px, "
                   f"boxes {diff['boxes_max_abs_px']:.2g} px")
-    print(f"assumed peak: {peak:.1f} GFLOP/s = best float32 {report['matmul_size']}^2 matmul, "
-          f"{report['machine']['threads']} threads")
+    print(f"assumed peak: {peak:.1f} GFLOP/s = the best of {len(report['matmul_runs_gflops'])} "
+          f"measurements (each the best of 3 float32 {report['matmul_size']}^2 matmuls), "
+          f"{machine['threads']} threads")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -459,21 +475,27 @@ def main(argv: list[str] | None = None) -> dict:
     logger.propagate = False
     logger.setLevel(logging.WARNING)
 
-    peak = matmul_peak_gflops(args.matmul_size, device)
-    print(f"float32 {args.matmul_size}^2 matmul: {peak:.1f} GFLOP/s", flush=True)
+    load_at_start = list(os.getloadavg())
+    peaks: list[float] = []
+
+    def measure_peak() -> None:
+        peaks.append(matmul_peak_gflops(args.matmul_size, device))
+        print(f"float32 {args.matmul_size}^2 matmul: {peaks[-1]:.1f} GFLOP/s", flush=True)
+
+    measure_peak()
     report: dict = {
         "machine": {"device": str(device) if device.type == "cpu" else
                     torch.cuda.get_device_name(device),
                     "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__,
-                    "load_average_at_start": list(os.getloadavg())},  # fmt: skip
+                    "load_average_at_start": load_at_start},  # fmt: skip
         "settings": {"sizes": sizes, "images": args.images, "repeats": args.repeats,
                      "image_size": [width, height], "train_batch": args.train_batch,
                      "backends": backends, "memory": probe.method,
                      "timing": "best of repeats, variants interleaved"},  # fmt: skip
         "matmul_size": args.matmul_size,
-        "matmul_peak_gflops": peak,
+        "matmul_runs_gflops": peaks,
         "sizes": {},
     }
     with tempfile.TemporaryDirectory(prefix="benchmark_") as folder:
@@ -489,6 +511,7 @@ def main(argv: list[str] | None = None) -> dict:
                                         (1, 3, *reversed(bench.keypoint_cfg.MODEL.IMAGE_SIZE))),
             }  # fmt: skip
             rows = bench.loader_rows()
+            measure_peak()  # the best of several runs is the machine's peak
             forward, export_seconds = bench.forward_rows(backends)
             for row in forward:
                 per_image = flops["stage1" if row["row"] == "stage1_forward" else "stage2"]
@@ -505,6 +528,11 @@ def main(argv: list[str] | None = None) -> dict:
                 "rows": rows,
             }
     report["machine"]["load_average_at_end"] = list(os.getloadavg())
+    report["matmul_peak_gflops"] = max(peaks)
+    for result in report["sizes"].values():
+        for row in result["rows"]:
+            if "gflops" in row:
+                row["percent_of_peak"] = 100 * row["gflops"] / report["matmul_peak_gflops"]
     print_table(report)
     atomic_write_text(args.out, json.dumps(report, indent=1))
     print(f"wrote {args.out}")

@@ -17,7 +17,11 @@
    ``test_answer.csv`` with and without the refiner; ``tools/score.py`` scores the submission.
 
 Every step is the tool a user would run (called in-process); ``<work>/report.json`` keeps the
-numbers. Thread count: set ``OMP_NUM_THREADS``.
+numbers. Thread count: set ``OMP_NUM_THREADS``. ``--rescore`` reuses a finished ``--work``: it
+refits and rescores only the refiner (settings from ``--gesture-opts``; the classifier's
+validation probabilities were saved by training) and predicts the test clips again, so refiner
+settings are compared on the same data, stages and classifier in seconds (``--report`` names
+each result file).
 
 The refiner's fist pairs get separate groups here (one hand: 146/163, both hands: 171/191; the
 reference pooled them): the stages regress one hand per frame, so the two-hand clips' statistics
@@ -56,7 +60,7 @@ GESTURE_CFG = ROOT / "experiments" / "gesture" / "tiny_cpu_gesture.yaml"
 SEPARATE_FIST_GROUPS = (
     "[[0, 42, 'tip_x_range', 'index'], [10, 67, 'tip_x_range', 'index'], "
     "[100, 142, 'tip_x_range', 'index'], [110, 167, 'tip_x_range', 'index'], "
-    "[146, 163, 'max_x_range', 'fist'], [171, 191, 'max_x_range', 'fist_both']]"
+    "[146, 163, 'size_change', 'fist'], [171, 191, 'size_change', 'fist_both']]"
 )
 TRAIN_BOX_FILE = "annotations/train_frames_annotation.pkl"
 TRAIN_KEYPOINT_DIR = "train_frames_keypoint"
@@ -175,14 +179,17 @@ def _scores_line(name: str, scores: dict) -> str:
     line = (
         f"{name:<34} clips {int(scores['clips']):>3}  logloss {scores['logloss']:.3f} -> "
         f"{scores['logloss_refined']:.3f} (onehot {by_mode['onehot']:.3f}, pair_mass "
-        f"{by_mode['pair_mass']:.3f})  accuracy {scores['accuracy']:.3f} -> "
+        f"{by_mode['pair_mass']:.3f}, calibrated {by_mode['calibrated']:.3f})  accuracy "
+        f"{scores['accuracy']:.3f} -> "
         f"{scores['accuracy_refined']:.3f}"
     )
     for group, pair in sorted(scores.get("pairs", {}).items()):
+        confidence = pair.get("confidence")
         line += (
-            f"\n{'':<36}pair {group:<6} clips {int(pair['clips']):>2}  accuracy "
+            f"\n{'':<36}pair {group:<9} clips {int(pair['clips']):>2}  accuracy "
             f"{pair['accuracy']:.3f} -> {pair['accuracy_refined']:.3f}  logloss "
             f"{pair['logloss']:.3f} -> {pair['logloss_refined']:.3f}"
+            + (f"  confidence {confidence:.3f}" if confidence is not None else "")
         )
     return line
 
@@ -202,6 +209,10 @@ def print_summary(report: dict) -> None:
     print(
         f"thresholds (reference-width px): JSON keypoints {json.dumps(report['thresholds'])}, "
         f"regressed keypoints {json.dumps(report['thresholds_stages'])}"
+    )
+    print(
+        f"rule confidences: JSON keypoints {json.dumps(report['confidences'])}, "
+        f"regressed keypoints {json.dumps(report['confidences_stages'])}"
     )
     print(_scores_line("validation, refiner on JSON kps", report["validation"]))
     print(_scores_line("validation, refiner on regressed", report["validation"]["stage_keypoints"]))
@@ -315,6 +326,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_result_csv = work / TRAIN_KEYPOINT_DIR / "result.csv"
     if args.rescore:
         summary = json.loads((work / "report.json").read_text())["data"]
+        args.test_json = bool(summary["test_json"])
         result_csv = output_dir_for(load_config(KEYPOINT_CFG, common), KEYPOINT_CFG) / "result.csv"
     else:
         summary, result_csv = _data_and_stages(args, work, common, seconds)
@@ -348,6 +360,8 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "thresholds": metrics["thresholds"],
         "thresholds_stages": metrics["thresholds_stages"],
+        "confidences": metrics["confidences"],
+        "confidences_stages": metrics["confidences_stages"],
         "validation": metrics["mean"],
     }
     if args.test_json:

@@ -324,6 +324,7 @@ def score_clips(
             "accuracy": float(np.mean(probs[members].argmax(1) == labels[members])),
             "accuracy_refined": float(np.mean(refined[members].argmax(1) == labels[members])),
             "threshold": thresholds[group].threshold if group in thresholds else None,
+            "confidence": thresholds[group].confidence if group in thresholds else None,
         }
     return result
 
@@ -586,8 +587,20 @@ def fit_and_score_refiner(cfg: CfgNode, output_dir: Path, logger: logging.Logger
             g.REFINER.MARGIN,
             g.REFINER.OUTLIER_IQR,
         )
-        key = "thresholds" if source == "json" else "thresholds_stages"
-        results[key] = {group: fit.threshold for group, fit in thresholds.items()}
+        suffix = "" if source == "json" else "_stages"
+        results[f"thresholds{suffix}"] = {group: fit.threshold for group, fit in thresholds.items()}
+        results[f"confidences{suffix}"] = {
+            group: fit.confidence for group, fit in thresholds.items()
+        }
+        for group, fit in thresholds.items():
+            if fit.confidence <= 0.5:
+                logger.info(
+                    "refiner group %s on %s keypoints: rule no better than chance on its "
+                    "training clips (confidence %.3f), left untouched in 'calibrated' mode",
+                    group,
+                    source,
+                    fit.confidence,
+                )
     validations = [("JSON", results["mean"])]
     if "stage_keypoints" in results["mean"]:
         validations.append(("stage", results["mean"]["stage_keypoints"]))
@@ -604,9 +617,11 @@ def fit_and_score_refiner(cfg: CfgNode, output_dir: Path, logger: logging.Logger
             json.dumps(mean.get("pairs", {})),
         )
     logger.info(
-        "thresholds %s%s",
+        "thresholds %s (confidences %s)%s",
         results["thresholds"],
-        f", on stage keypoints {results['thresholds_stages']}"
+        results["confidences"],
+        f", on stage keypoints {results['thresholds_stages']} "
+        f"(confidences {results['confidences_stages']})"
         if "stages" in refiner_keypoints
         else "",
     )

@@ -8,12 +8,12 @@ clip's keypoints picks the member:
 * ``tip_x_range`` (the reference's ver1): per frame, the x of the topmost point (smallest y,
   the index tip); the statistic is max - min over the frames.
 * ``max_x_range`` (ver2): per frame, the largest x over all points; max - min over the frames.
-* ``size_change`` (ours, for the fist pairs): per frame, each hand's size (median distance of its
-  points from their median point; two-hand frames: geometric mean over the hands); the statistic
-  is 100 * (max - min) of log size over the frames, about the percent the hand grows. A push
-  toward the camera grows the fist; a position offset (a stage-one box off by some pixels, a
-  slow drift) leaves it unchanged, whereas the ver2 statistic counts it in full. It also gives
-  the same answer whichever hand of a two-hand clip the stages found.
+* ``size_change`` (ours, for the fist pairs): per frame, each hand's size (root-mean-square
+  distance of its points from their mean; two-hand frames: geometric mean over the hands); the
+  statistic is 100 * (max - min) of log size over the frames, about the percent the hand
+  grows. A push toward the camera grows the fist; a position offset (a stage-one box off by
+  some pixels, a slow drift) leaves it unchanged, whereas the ver2 statistic counts it in full.
+  It also gives the same answer whichever hand of a two-hand clip the stages found.
 
 Each statistic is the range of a per-frame series; with ``median_frames`` > 1 the series is first
 median-filtered over that many frames, so one frame's badly regressed keypoints do not set the
@@ -26,6 +26,12 @@ statistic's unit); the fit first drops static values above Q3 + k * IQR of the s
 reference's folder 596 (a fist that opens) that it excluded by hand. Pairs sharing a ``group``
 share one threshold fitted on their pooled static clips (the reference used one threshold for
 all four number-one/wag pairs and one for both fist pairs).
+
+Each group also gets a confidence: the share of its training clips (static, outliers included,
+and moving) that the fitted threshold puts on the right side, with an add-one prior,
+(correct + 1) / (clips + 2), so it is never 0 or 1. The ``calibrated`` mode trusts the rule only
+that much: a wrong choice then costs -log(m * (1 - c)) instead of the near-infinite loss of
+giving the true class nothing.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from common.gesture.data import POINTS_PER_HAND
 from common.io import atomic_write_text
 
 THRESHOLDS_NAME = "refiner_thresholds.json"
-MODES = ("onehot", "pair_mass")
+MODES = ("onehot", "pair_mass", "calibrated")
 
 
 def tip_x(points: np.ndarray) -> float:
@@ -55,12 +61,12 @@ def max_x(points: np.ndarray) -> float:
 
 
 def log_hand_size(points: np.ndarray) -> float:
-    """100 * log of the hand size: median distance of a hand's points from their median point,
+    """100 * log of the hand size: root-mean-square distance of a hand's points from their mean,
     geometric mean over the hands when the frame holds several (21 points each)."""
     hands = len(points) // POINTS_PER_HAND if len(points) % POINTS_PER_HAND == 0 else 1
     logs = []
     for hand in np.split(np.asarray(points, dtype=np.float64), max(1, hands)):
-        radius = np.median(np.linalg.norm(hand - np.median(hand, axis=0), axis=1))
+        radius = np.sqrt(np.mean(np.sum((hand - hand.mean(axis=0)) ** 2, axis=1)))
         logs.append(np.log(max(float(radius), 1e-6)))
     return 100.0 * float(np.mean(logs))
 
@@ -132,6 +138,7 @@ class GroupThreshold:
     static_values: list[float]
     excluded_static_values: list[float]
     moving_values: list[float]
+    confidence: float  # (training clips the threshold classifies right + 1) / (clips + 2)
     median_frames: int = 1  # the statistic's median filter, applied again at inference
 
 
@@ -195,6 +202,15 @@ def _outlier_cutoff(values: np.ndarray, outlier_iqr: float) -> float:
     return float(q3 + outlier_iqr * (q3 - q1))
 
 
+def rule_confidence(
+    threshold: float, static_values: Sequence[float], moving_values: Sequence[float]
+) -> float:
+    """The add-one estimate of how often the threshold picks right: static clips must fall
+    below it, moving ones at or above it."""
+    correct = sum(v < threshold for v in static_values) + sum(v >= threshold for v in moving_values)
+    return (correct + 1) / (len(static_values) + len(moving_values) + 2)
+
+
 def fit_thresholds(
     pairs: Sequence[RefinerPair],
     clip_pose_ids: Sequence[int],
@@ -208,6 +224,7 @@ def fit_thresholds(
     ``clip_stat_values[i]`` holds clip i's value of each statistic (computed with
     ``median_frames``, which is recorded with the threshold).
     Groups without a static clip get no threshold (and are then left alone at inference).
+    Each threshold carries its :func:`rule_confidence` on all of the group's clips.
     """
     fitted: dict[str, GroupThreshold] = {}
     for group in sorted({pair.group for pair in pairs}):
@@ -232,14 +249,16 @@ def fit_thresholds(
             continue
         cutoff = _outlier_cutoff(static, outlier_iqr)
         kept = static[static <= cutoff]
+        threshold = float(kept.max() + margin)
         fitted[group] = GroupThreshold(
             group=group,
             statistic=statistic,
-            threshold=float(kept.max() + margin),
+            threshold=threshold,
             static_max=float(kept.max()),
             static_values=sorted(float(v) for v in kept),
             excluded_static_values=sorted(float(v) for v in static[static > cutoff]),
             moving_values=sorted(moving),
+            confidence=rule_confidence(threshold, static.tolist(), moving),
             median_frames=int(median_frames),
         )
     return fitted
@@ -296,7 +315,10 @@ def refine(
     If the top class is a member of a pair with a fitted threshold, the clip's statistic picks
     static (value < threshold) or moving. ``onehot`` (reference) returns a one-hot vector on the
     choice; ``pair_mass`` moves the pair's combined probability onto the choice and keeps the
-    other classes. Returns the new probabilities and the decision (None when untouched).
+    other classes; ``calibrated`` splits that mass m as m * c on the choice and m * (1 - c) on the
+    other member (c: the group's confidence), and leaves the clip alone when c <= 0.5 (a rule no
+    better than chance on its training clips). Returns the new probabilities and the decision
+    (None when untouched).
     """
     if mode not in MODES:
         raise ValueError(f"refiner mode must be one of {MODES}, got {mode!r}")
@@ -307,24 +329,29 @@ def refine(
     if pair is None or pair.group not in thresholds:
         return probabilities, None
     fit = thresholds[pair.group]
+    if mode == "calibrated" and fit.confidence <= 0.5:
+        return probabilities, None
     threshold = fit.threshold
     value = clip_statistic(pair.statistic, frames, image_width, reference_width, fit.median_frames)
     chosen = pair.static_id if value < threshold else pair.moving_id
     static_index, moving_index = ids.index(pair.static_id), ids.index(pair.moving_id)
     chosen_index = ids.index(chosen)
+    other_index = moving_index if chosen_index == static_index else static_index
     if mode == "onehot":
         refined = np.zeros_like(probabilities)
         refined[chosen_index] = 1.0
     else:
+        trust = 1.0 if mode == "pair_mass" else fit.confidence
         refined = probabilities.copy()
         mass = refined[static_index] + refined[moving_index]
-        refined[static_index] = refined[moving_index] = 0.0
-        refined[chosen_index] = mass
+        refined[chosen_index] = mass * trust
+        refined[other_index] = mass * (1.0 - trust)
     decision = {
         "group": pair.group,
         "statistic": pair.statistic,
         "value": value,
         "threshold": threshold,
+        "confidence": fit.confidence,
         "top_id": top_id,
         "chosen_id": chosen,
     }

@@ -92,8 +92,11 @@ def test_killed_run_resumes_to_the_same_weights_and_best_model(tiny_motion, tmp_
     killed = run_dir(tiny_motion, killed_root, *extra)
     command = [sys.executable, "tools/train.py", "--cfg", CFG, "--test_option", "False",
                *opts(tiny_motion, killed_root, *extra)]  # fmt: skip
+    # The same thread count as this process: CPU float sums depend on it, and both halves of the
+    # killed run must compute exactly what the uninterrupted one did.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+                               text=True, env=env)  # fmt: skip
     # Kill it during epoch 1, after its first batch: epoch 0's checkpoint is on disk by then.
     # (Text mode reads tqdm's carriage-return updates as lines.)
     in_epoch_one = re.compile(r"epoch 1 train:.*\| [1-9]\d*/")

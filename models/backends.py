@@ -14,10 +14,11 @@ prediction code is the same for all of them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,18 @@ class OnnxRuntimeModel(nn.Module):
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()
         output = self.session.run(None, {self.input_name: array})[0]
         return torch.from_numpy(np.ascontiguousarray(output)).to(images.device)
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run hundreds of tiny weight updates on one thread: each multi-threaded op waits for
+    every thread, which costs milliseconds per op when other processes share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def input_shape_for(cfg: CfgNode, batch: int = 1) -> tuple[int, int, int, int]:
@@ -175,8 +188,9 @@ def prepare_inference_model(
         return model
     shape = tuple(example_input_shape) if example_input_shape else input_shape_for(cfg)
     if backend == "fused":
-        fused = fuse_conv_bn(model, inplace=inplace)
-        return ChannelsLast(fused.to(memory_format=torch.channels_last)).eval()
+        with _one_thread():
+            fused = fuse_conv_bn(model, inplace=inplace).to(memory_format=torch.channels_last)
+        return ChannelsLast(fused).eval()
     path = Path(weights_path) if weights_path is not None else None
     return _onnxruntime_model(model, cfg, shape, path).eval()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,12 @@ def _first_non_finite(model: nn.Module) -> str | None:
     return None
 
 
+def _batch_size(batch: Any) -> int:
+    """Samples in a batch: the length of its first tensor."""
+    first = batch[0] if isinstance(batch, (list, tuple)) else batch
+    return int(first.shape[0]) if hasattr(first, "shape") else 0
+
+
 def _metric_is_better(value: float, best: float) -> bool:
     return value <= best  # the reference keeps the later epoch on a tie
 
@@ -174,7 +181,8 @@ def fit(
         loader = stage.make_train_loader(epoch_generator(cfg.RANDOMSEED, epoch))
         lr = optimizer.param_groups[0]["lr"]
         net.train()
-        running, count = 0.0, 0
+        running, count, samples = 0.0, 0, 0
+        epoch_start = time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True,
                    disable=not main)  # fmt: skip
         for batch in bar:
@@ -191,8 +199,10 @@ def fit(
             scaler.update()
             running += loss.item()
             count += 1
+            samples += _batch_size(batch)
             bar.set_postfix(loss=f"{running / count:.5f}")
         bar.close()
+        images_per_second = samples / max(time.perf_counter() - epoch_start, 1e-9)
         broken = _first_non_finite(model)
         if broken is not None:
             raise TrainingDiverged(
@@ -228,12 +238,14 @@ def fit(
         }
         save_atomic(state, checkpoint_path)
         logger.info(
-            "epoch %d lr %.2e train loss %.6f val %s %.4f%s",
+            "epoch %d lr %.2e train loss %.6f val %s %.4f%s (train input + steps: %.1f images/s)",
             epoch, lr, train_loss, stage.metric_name, value, " (best)" if is_best else "",
+            images_per_second,
         )  # fmt: skip
         if writer is not None:
             writer.add_scalar("train/loss", train_loss, epoch)
             writer.add_scalar("train/lr", lr, epoch)
+            writer.add_scalar("train/images_per_second", images_per_second, epoch)
             for key, val in metrics.items():
                 if isinstance(val, (int, float)):
                     writer.add_scalar(f"valid/{key}", val, epoch)

@@ -118,7 +118,9 @@ _C.TRAIN.BATCH_SIZE_PER_GPU = 32
 _C.TRAIN.SHUFFLE = True
 # The reference passed no weight decay to Adam; True applies TRAIN.WD.
 _C.TRAIN.USE_WD = False
-_C.TRAIN.AMP = False
+_C.TRAIN.AMP = False  # mixed precision on CUDA
+_C.TRAIN.AMP_DTYPE = "float16"  # or 'bfloat16' (no loss scaling needed)
+_C.TRAIN.CHANNELS_LAST = False  # NHWC weights and activations: faster convolutions on GPUs
 
 _C.TEST = CN()
 _C.TEST.BATCH_SIZE_PER_GPU = 32

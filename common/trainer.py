@@ -116,6 +116,14 @@ def _first_non_finite(model: nn.Module) -> str | None:
     return None
 
 
+def _amp_dtype(name: str) -> torch.dtype:
+    """``TRAIN.AMP_DTYPE`` as a torch dtype; only the two autocast types are accepted."""
+    dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+    if name not in dtypes:
+        raise ValueError(f"TRAIN.AMP_DTYPE must be one of {list(dtypes)}, got {name!r}")
+    return dtypes[name]
+
+
 def _batch_size(batch: Any) -> int:
     """Samples in a batch: the length of its first tensor."""
     first = batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -140,11 +148,14 @@ def fit(
     """
     device = device or torch.device("cpu")
     model = stage.model.to(device)
+    if cfg.TRAIN.CHANNELS_LAST:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model)
     main = is_main_process()
     scheduler = build_scheduler(cfg, optimizer)
     use_amp = bool(cfg.TRAIN.AMP) and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    amp_dtype = _amp_dtype(cfg.TRAIN.AMP_DTYPE)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     begin_epoch = cfg.TRAIN.BEGIN_EPOCH
     best_perf, best_epoch = math.inf, -1
 
@@ -186,7 +197,7 @@ def fit(
         bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True,
                    disable=not main)  # fmt: skip
         for batch in bar:
-            with torch.autocast(device.type, enabled=use_amp):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 loss = stage.train_step(net, batch)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(

@@ -121,3 +121,41 @@ def test_code_in_a_checkpoint_pickle_is_not_run(tmp_path):
         pickle.dump({"state_dict": Evil()}, handle)
     with pytest.raises(CheckpointError, match="evil.pth"):
         load_safely(path)
+
+
+def test_channels_last_training_gives_the_same_weights_on_cpu(tmp_path):
+    """TRAIN.CHANNELS_LAST changes the memory layout only: a tiny conv net trained both ways ends
+    with (numerically) the same weights, and the channels-last run really used NHWC weights."""
+
+    def conv_stage() -> Stage:
+        torch.manual_seed(0)
+        data = TensorDataset(torch.randn(16, 3, 8, 8), torch.randn(16, 4, 8, 8))
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1))
+        return Stage(
+            model=model,
+            make_train_loader=lambda gen: DataLoader(data, batch_size=4, shuffle=True,
+                                                     generator=gen),  # fmt: skip
+            train_step=lambda net, batch: ((net(batch[0]) - batch[1]) ** 2).mean(),
+            validate=lambda net, epoch: {"metric": 1.0},
+            metric_name="loss",
+        )
+
+    results = {}
+    for layout in ("False", "True"):
+        cfg = load_config(None, ["TRAIN.END_EPOCH", "2", "TRAIN.CHANNELS_LAST", layout])
+        stage = conv_stage()
+        out = tmp_path / layout
+        out.mkdir()
+        fit(cfg, stage, out, LOGGER)
+        results[layout] = stage.model
+    nhwc = results["True"][0].weight
+    assert nhwc.is_contiguous(memory_format=torch.channels_last) and not nhwc.is_contiguous()
+    for plain, last in zip(results["False"].parameters(), results["True"].parameters(),
+                           strict=True):
+        torch.testing.assert_close(plain, last, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_amp_dtype_is_refused():
+    cfg = load_config(None, ["TRAIN.AMP_DTYPE", "int8"])
+    with pytest.raises(ValueError, match="TRAIN.AMP_DTYPE"):
+        fit(cfg, toy_stage(), None, LOGGER)

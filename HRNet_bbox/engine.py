@@ -35,7 +35,7 @@ from common.trainer import Stage, make_loader
 from common.visualize import draw_boxes, write_training_samples
 from HRNet_bbox.dataset import WholeImageBoxDataset, sanitize_boxes_xyxy
 from HRNet_bbox.model import REFERENCE_HEAD, BoxRegressor, build_box_model
-from models.backends import prepare_inference_model
+from models.backends import load_inference_model
 from models.weights import load_state_dict_strict
 
 BOX_FILE_NAME = "test_annotation.pkl"
@@ -171,11 +171,11 @@ class PreparedBoxModel(nn.Module):
     """A box model run by an inference backend, keeping ``normalized_corners`` (the backend
     gives only the head's output)."""
 
-    def __init__(self, runner: nn.Module, source: BoxRegressor) -> None:
+    def __init__(self, runner: nn.Module, cfg: CfgNode) -> None:
         super().__init__()
         self.runner = runner
-        self.head_name = source.head_name
-        self.image_size = source.image_size
+        self.head_name = cfg.MODEL.BBOX_HEAD
+        self.image_size = tuple(int(v) for v in cfg.MODEL.IMAGE_SIZE)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.runner(images)
@@ -188,12 +188,15 @@ def load_model_for_test(
 ) -> BoxRegressor | PreparedBoxModel:
     """The box model from ``TEST.MODEL_FILE`` or ``<output_dir>/model_best.pth``, strictly
     (never the pretrained file), run by ``TEST.BACKEND`` (models/backends.py)."""
-    model = build_model(cfg, is_train=False)
     weights = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else output_dir / BEST_NAME
-    load_state_dict_strict(model, weights)
-    model = model.to(device).eval()
-    runner = prepare_inference_model(model, cfg, weights_path=weights, inplace=True)
-    return model if runner is model else PreparedBoxModel(runner, model)
+
+    def build_loaded() -> BoxRegressor:
+        model = build_model(cfg, is_train=False)
+        load_state_dict_strict(model, weights)
+        return model.to(device).eval()
+
+    runner = load_inference_model(build_loaded, cfg, weights)
+    return runner if isinstance(runner, BoxRegressor) else PreparedBoxModel(runner, cfg)
 
 
 def write_test_annotation(

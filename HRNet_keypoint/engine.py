@@ -27,7 +27,7 @@ from common.visualize import side_by_side, write_training_samples
 from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
 from HRNet_keypoint.inference import predict_keypoints
 from HRNet_keypoint.loss import JointsMSELoss
-from models.backends import prepare_inference_model
+from models.backends import load_inference_model
 from models.hrnet import build_pose_hrnet
 from models.weights import load_state_dict_strict
 
@@ -150,11 +150,14 @@ def load_test_boxes(cfg: CfgNode, names: list[str], logger: logging.Logger) -> n
 def load_model_for_test(cfg: CfgNode, output_dir: Path, device: torch.device) -> torch.nn.Module:
     """The stage-two model from ``TEST.MODEL_FILE`` or ``<output_dir>/model_best.pth``, strictly,
     run by ``TEST.BACKEND`` (models/backends.py)."""
-    model = build_model(cfg, is_train=False)
     weights = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else output_dir / BEST_NAME
-    load_state_dict_strict(model, weights)
-    return prepare_inference_model(model.to(device).eval(), cfg, weights_path=weights,
-                                   inplace=True)  # fmt: skip
+
+    def build_loaded() -> torch.nn.Module:
+        model = build_model(cfg, is_train=False)
+        load_state_dict_strict(model, weights)
+        return model.to(device).eval()
+
+    return load_inference_model(build_loaded, cfg, weights)
 
 
 def run_test(

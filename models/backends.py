@@ -5,8 +5,9 @@
   memory format: half the layers to visit and the layout oneDNN and cuDNN convolutions prefer.
 - ``'onnxruntime'``: an ONNX export run by onnxruntime on the CPU with all graph optimisations.
   ``TEST.ONNX_FILE`` names an export to use; otherwise the model is exported once to
-  ``<weights>.<digest>.onnx`` beside its weights (the digest covers the weights and the input
-  size, so a retrained model never meets a stale export), or to a temporary file.
+  ``<weights>.<digest>.onnx`` beside its weights (the digest covers the weight file,
+  ``cfg.MODEL`` and the input size, so a retrained model never meets a stale export), or to a
+  temporary file. With an export at hand the PyTorch model is never built.
 
 Each backend is an ``nn.Module`` called on an NCHW float tensor that returns a tensor, so the
 prediction code is the same for all of them.
@@ -18,7 +19,7 @@ import contextlib
 import hashlib
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -128,39 +129,53 @@ def onnx_max_difference(model: nn.Module, onnx_path: str | Path, images: torch.T
     return float((actual - expected).abs().max())
 
 
-def weights_digest(model: nn.Module, input_shape: Sequence[int]) -> str:
-    """A short hash of the model's state and the input height and width (the export's key)."""
-    digest = hashlib.sha256(repr(tuple(input_shape[-2:])).encode())
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy())  # hashed in place
-    return digest.hexdigest()[:16]
+def cached_export_path(weights_path: str | Path, cfg: CfgNode,
+                       input_shape: Sequence[int]) -> Path:  # fmt: skip
+    """``<weights>.<digest>.onnx`` beside the weights. The digest covers the weight file's
+    bytes, ``cfg.MODEL`` and the input height and width, so a retrained model or another
+    architecture never meets a stale export."""
+    weights_path = Path(weights_path)
+    digest = hashlib.sha256(f"{cfg.MODEL.dump()}{tuple(input_shape[-2:])}".encode())
+    with open(weights_path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    return weights_path.with_name(f"{weights_path.stem}.{digest.hexdigest()[:16]}.onnx")
+
+
+def _check_backend(cfg: CfgNode) -> str:
+    backend = str(cfg.TEST.BACKEND)
+    if backend not in BACKENDS:
+        raise ValueError(f"TEST.BACKEND must be one of {list(BACKENDS)}, got {backend!r}")
+    return backend
+
+
+def _given_onnx_file(cfg: CfgNode, input_shape: Sequence[int]) -> OnnxRuntimeModel:
+    """The session of ``TEST.ONNX_FILE``, checked against the config's input size."""
+    onnx_path = Path(cfg.TEST.ONNX_FILE)
+    if not onnx_path.is_file():
+        raise FileNotFoundError(
+            f"TEST.ONNX_FILE {onnx_path} not found: export it with tools/export_onnx.py "
+            "or leave TEST.ONNX_FILE empty to export beside the weights"
+        )
+    runner = OnnxRuntimeModel(onnx_path)
+    if runner.input_shape[1:] != [int(v) for v in input_shape[1:]]:
+        raise ValueError(
+            f"TEST.ONNX_FILE {onnx_path} takes inputs {runner.input_shape} but this config "
+            f"feeds {list(input_shape)} (N, C, H, W): re-export it with this config"
+        )
+    return runner
 
 
 def _onnxruntime_model(
     model: nn.Module, cfg: CfgNode, input_shape: Sequence[int], weights_path: Path | None
 ) -> OnnxRuntimeModel:
     if cfg.TEST.ONNX_FILE:
-        onnx_path = Path(cfg.TEST.ONNX_FILE)
-        if not onnx_path.is_file():
-            raise FileNotFoundError(
-                f"TEST.ONNX_FILE {onnx_path} not found: export it with tools/export_onnx.py "
-                "or leave TEST.ONNX_FILE empty to export beside the weights"
-            )
-        runner = OnnxRuntimeModel(onnx_path)
-        if runner.input_shape[1:] != [int(v) for v in input_shape[1:]]:
-            raise ValueError(
-                f"TEST.ONNX_FILE {onnx_path} takes inputs {runner.input_shape} but this config "
-                f"feeds {list(input_shape)} (N, C, H, W): re-export it with this config"
-            )
-        return runner
+        return _given_onnx_file(cfg, input_shape)
     if weights_path is None:
         with tempfile.TemporaryDirectory(prefix="onnx_") as folder:
             onnx_path = export_onnx(model, Path(folder) / "model.onnx", input_shape)
             return OnnxRuntimeModel(onnx_path)  # the session holds the graph in memory
-    weights_path = Path(weights_path)
-    digest = weights_digest(model, input_shape)
-    onnx_path = weights_path.with_name(f"{weights_path.stem}.{digest}.onnx")
+    onnx_path = cached_export_path(weights_path, cfg, input_shape)
     if not onnx_path.is_file():
         export_onnx(model, onnx_path, input_shape)
     return OnnxRuntimeModel(onnx_path)
@@ -176,13 +191,11 @@ def prepare_inference_model(
     """``model`` (eval mode, on its device) run by ``TEST.BACKEND``.
 
     ``example_input_shape`` (N, C, H, W) defaults to ``MODEL.IMAGE_SIZE``; ``weights_path`` is
-    where the weights came from, so that the ONNX export is cached beside them. 'torch' returns
-    ``model`` itself; the others return a new module and leave ``model`` untouched, unless
-    ``inplace``: then 'fused' folds into ``model``'s own layers instead of a copy.
+    the file ``model``'s weights were loaded from, so that the ONNX export is cached beside it.
+    'torch' returns ``model`` itself; the others return a new module and leave ``model``
+    untouched, unless ``inplace``: then 'fused' folds into ``model``'s own layers.
     """
-    backend = str(cfg.TEST.BACKEND)
-    if backend not in BACKENDS:
-        raise ValueError(f"TEST.BACKEND must be one of {list(BACKENDS)}, got {backend!r}")
+    backend = _check_backend(cfg)
     model = model.eval()
     if backend == "torch":
         return model
@@ -193,6 +206,23 @@ def prepare_inference_model(
         return ChannelsLast(fused).eval()
     path = Path(weights_path) if weights_path is not None else None
     return _onnxruntime_model(model, cfg, shape, path).eval()
+
+
+def load_inference_model(
+    build_loaded: Callable[[], nn.Module], cfg: CfgNode, weights_path: str | Path
+) -> nn.Module:
+    """The test-time model of ``TEST.BACKEND``. ``build_loaded`` builds the PyTorch model with
+    the weights of ``weights_path`` loaded; with 'onnxruntime' it is not called at all when
+    ``TEST.ONNX_FILE`` is set or an export of these weights is cached (saving its time and
+    memory)."""
+    if _check_backend(cfg) == "onnxruntime":
+        shape = input_shape_for(cfg)
+        if cfg.TEST.ONNX_FILE:
+            return _given_onnx_file(cfg, shape).eval()
+        cached = cached_export_path(weights_path, cfg, shape)
+        if cached.is_file():
+            return OnnxRuntimeModel(cached).eval()
+    return prepare_inference_model(build_loaded(), cfg, weights_path=weights_path, inplace=True)
 
 
 def randomize_weights(model: nn.Module, seed: int) -> nn.Module:

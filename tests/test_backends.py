@@ -19,7 +19,15 @@ from common.stage_data import keypoint_extent_boxes, load_truth_table
 from HRNet_bbox import engine as bbox_engine
 from HRNet_bbox.dataset import WholeImageBoxDataset
 from HRNet_keypoint import engine as keypoint_engine
-from models.backends import BACKENDS, ChannelsLast, OnnxRuntimeModel, randomize_weights
+from models.backends import (
+    BACKENDS,
+    ChannelsLast,
+    OnnxRuntimeModel,
+    cached_export_path,
+    input_shape_for,
+    load_inference_model,
+    randomize_weights,
+)
 from tests.conftest import load_tool
 
 KEYPOINT_CFG = "experiments/keypoint/tiny_cpu_keypoint.yaml"
@@ -126,6 +134,25 @@ def test_export_onnx_tool_and_onnx_file(tiny_motion, keypoint_run, tmp_path):
                                        "MODEL.IMAGE_SIZE", "[64, 96]"])  # fmt: skip
     with pytest.raises(ValueError, match="re-export it"):
         keypoint_engine.load_model_for_test(wrong, run_dir, CPU)
+
+
+def test_a_cached_export_is_used_without_building_the_model(keypoint_run):
+    cfg = load_config(KEYPOINT_CFG, ["TEST.BACKEND", "onnxruntime"])
+    weights = keypoint_run / "model_best.pth"
+    built = keypoint_engine.load_model_for_test(cfg, keypoint_run, CPU)  # exports on a miss
+    assert cached_export_path(weights, cfg, input_shape_for(cfg)).is_file()
+
+    def must_not_build() -> nn.Module:
+        raise AssertionError("the PyTorch model was built although the export is cached")
+
+    cached = load_inference_model(must_not_build, cfg, weights)
+    assert isinstance(cached, OnnxRuntimeModel)
+    images = torch.randn(2, 3, 128, 96)
+    assert torch.equal(cached(images), built(images))
+    other = load_config(KEYPOINT_CFG, ["TEST.BACKEND", "onnxruntime",
+                                       "MODEL.SIGMA", str(cfg.MODEL.SIGMA + 1)])  # fmt: skip
+    assert cached_export_path(weights, other, input_shape_for(other)) != cached_export_path(
+        weights, cfg, input_shape_for(cfg))
 
 
 def test_unknown_backend_is_a_clear_error(keypoint_run):

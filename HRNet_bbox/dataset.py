@@ -1,6 +1,8 @@
 """Stage one's data: whole images resized to the input, with one person box each.
 
-Path: read (BGR; to RGB only with ``DATASET.COLOR_RGB``; the reference never converted) ->
+Path: read (BGR; to RGB only with ``DATASET.COLOR_RGB``; the reference never converted; with
+``reduced_decode`` the JPEG is decoded at the smallest 1/2, 1/4 or 1/8 size that still covers the
+input, and boxes are scaled to it) ->
 albumentations Resize to ``MODEL.IMAGE_SIZE`` ([width, height]) -> training augmentation ->
 ImageNet normalisation. Boxes travel through albumentations (COCO format, ``min_visibility``
 0.05); where the augmentation loses the box, the sample falls back to the plain resize instead
@@ -20,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 from yacs.config import CfgNode
 
-from common.io import read_image
+from common.io import image_size, read_image, read_image_at_least
 from HRNet_bbox.model import head_scale
 from HRNet_keypoint.dataset import normalize_crop
 
@@ -130,7 +132,9 @@ class WholeImageBoxDataset(Dataset):
     Items: (input (3, H, W) float32, target (4,) float32 in the head's units (zeros without
     boxes), meta {index, width, height}) where width and height are the original image's.
     Training randomness comes from a seed drawn from torch's RNG at each item, so
-    ``torch.manual_seed`` and DataLoader worker seeding fix it.
+    ``torch.manual_seed`` and DataLoader worker seeding fix it. ``reduced_decode`` reads each
+    image at the smallest JPEG reduction that still covers the input (not with ``images``,
+    which are decoded already).
     """
 
     def __init__(
@@ -140,6 +144,7 @@ class WholeImageBoxDataset(Dataset):
         boxes_xywh: np.ndarray | None,
         is_train: bool,
         images: Sequence[np.ndarray] | None = None,
+        reduced_decode: bool = False,
     ) -> None:
         self.image_paths = [Path(path) for path in image_paths]
         if images is not None and len(images) != len(self.image_paths):
@@ -157,6 +162,7 @@ class WholeImageBoxDataset(Dataset):
                 )
         self.boxes = boxes_xywh
         self.images = images
+        self.reduced_decode = reduced_decode and images is None
         self.is_train = is_train
         self.color_rgb = bool(cfg.DATASET.COLOR_RGB)
         self.input_size = tuple(int(v) for v in cfg.MODEL.IMAGE_SIZE)
@@ -167,27 +173,32 @@ class WholeImageBoxDataset(Dataset):
     def __len__(self) -> int:
         return len(self.image_paths)
 
-    def _load(self, index: int) -> np.ndarray:
-        if self.images is None:
-            image = read_image(self.image_paths[index])
+    def _load(self, index: int) -> tuple[np.ndarray, float, float]:
+        """The image (RGB with ``COLOR_RGB``), and its original pixels per decoded pixel."""
+        if self.reduced_decode:
+            path = self.image_paths[index]
+            image, to_original = read_image_at_least(path, image_size(path), self.input_size)
+            sx, sy = to_original[0, 0], to_original[1, 1]
+        elif self.images is None:
+            image, sx, sy = read_image(self.image_paths[index]), 1.0, 1.0
         else:
-            image = self.images[index]
+            image, sx, sy = self.images[index], 1.0, 1.0
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ValueError(
                     f"decoded image for {self.image_paths[index]} must be uint8 (H, W, 3) BGR, "
                     f"got {image.dtype} {image.shape}"
                 )
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if self.color_rgb else image
+        return (cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if self.color_rgb else image), sx, sy
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        image = self._load(index)
+        image, sx, sy = self._load(index)
         height, width = image.shape[:2]
-        meta = {"index": index, "width": width, "height": height}
+        meta = {"index": index, "width": round(width * sx), "height": round(height * sy)}
         if self.boxes is None:
             resized = self.plain(image=image, bboxes=[], labels=[])["image"]
             return normalize_crop(resized, False), torch.zeros(4), meta
 
-        box = self.boxes[index]
+        box = self.boxes[index] / np.array([sx, sy, sx, sy])  # box edges in decoded pixels
         x1, y1, x2, y2 = box[0], box[1], box[0] + box[2], box[1] + box[3]
         box = sanitize_boxes_xyxy(np.array([[x1, y1, x2, y2]]), np.array([[width, height]]))[0]
         if self.augment is not None:

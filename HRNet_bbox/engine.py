@@ -56,7 +56,8 @@ def _predict(
     desc: str = "boxes",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Clean ``[x, y, w, h]`` boxes (N, 4) in original pixels and image sizes (N, 2) [w, h]."""
-    dataset = WholeImageBoxDataset(cfg, paths, None, is_train=False, images=images)
+    dataset = WholeImageBoxDataset(cfg, paths, None, is_train=False, images=images,
+                                   reduced_decode=cfg.TEST.REDUCED_DECODE)  # fmt: skip
     boxes = np.zeros((len(paths), 4), dtype=np.float64)
     sizes = np.zeros((len(paths), 2), dtype=np.int64)
     model.eval()
@@ -127,8 +128,9 @@ def build_stage(
     if not val.paths:
         raise ValueError("the validation split is empty: raise TEST_RATIO or add images")
     train_set = WholeImageBoxDataset(
-        cfg, train.paths, keypoint_extent_boxes(train.keypoints), is_train=True
-    )
+        cfg, train.paths, keypoint_extent_boxes(train.keypoints), is_train=True,
+        reduced_decode=cfg.DATASET.REDUCED_DECODE,
+    )  # fmt: skip
     val_boxes = keypoint_extent_boxes(val.keypoints)
     reference_loss = cfg.MODEL.BBOX_HEAD == REFERENCE_HEAD
 

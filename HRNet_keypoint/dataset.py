@@ -2,7 +2,10 @@
 
 Both follow the official HRNet input path: box -> (center, scale) -> 3-point affine crop with
 cv2.warpAffine (bilinear, black border) -> optional BGR->RGB -> ToTensor -> ImageNet Normalize.
-Image sizes are always read from the decoded image, never assumed.
+Image sizes are always read from the image (its header, or the decoded array), never assumed.
+With ``reduced_decode`` (training) the JPEG is decoded at the smallest 1/2, 1/4 or 1/8 size
+that still gives the crop one decoded pixel per input pixel; the crop's geometry stays in
+original pixels and only the warp reads the smaller image.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import torch
 from torch.utils.data import Dataset
 from yacs.config import CfgNode
 
-from common.io import read_image
+from common.io import image_size, read_image, read_image_at_least
 from common.stage_data import keypoint_extent_boxes
 from HRNet_keypoint.targets import generate_target
 from HRNet_keypoint.transforms import (
+    PIXEL_STD,
     affine_transform,
     box_to_center_scale,
     clean_box,
@@ -51,12 +55,20 @@ def crop_image(
     scale: np.ndarray,
     rotation: float,
     image_size: Sequence[int],
+    to_original: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The official crop: (input-sized uint8 image, the 2x3 image->input matrix)."""
+    """The official crop: (input-sized uint8 image, the 2x3 original->input matrix).
+
+    ``to_original`` (2x3) maps ``image``'s pixels to the original's when ``image`` is a reduced
+    decode; the geometry (center, scale, the returned matrix) is in original pixels.
+    """
     matrix = get_affine_transform(center, scale, rotation, image_size)
+    warp = matrix
+    if to_original is not None:
+        warp = matrix @ np.vstack([to_original, [0.0, 0.0, 1.0]])
     crop = cv2.warpAffine(
         np.ascontiguousarray(image),
-        matrix,
+        warp,
         (int(image_size[0]), int(image_size[1])),
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT,
@@ -73,6 +85,7 @@ class _CropDataset(Dataset):
         cfg: CfgNode,
         image_paths: Sequence[Path | str],
         images: Sequence[np.ndarray] | None,
+        reduced_decode: bool = False,
     ) -> None:
         self.image_paths = [Path(path) for path in image_paths]
         if images is not None and len(images) != len(self.image_paths):
@@ -80,6 +93,7 @@ class _CropDataset(Dataset):
                 f"got {len(images)} decoded images for {len(self.image_paths)} image paths"
             )
         self.images = images
+        self.reduced_decode = reduced_decode and images is None
         self.image_size = [int(v) for v in cfg.MODEL.IMAGE_SIZE]
         self.heatmap_size = [int(v) for v in cfg.MODEL.HEATMAP_SIZE]
         self.aspect_ratio = self.image_size[0] * 1.0 / self.image_size[1]
@@ -100,10 +114,27 @@ class _CropDataset(Dataset):
             )
         return image
 
+    def _original_size(self, index: int) -> tuple[int, int]:
+        """(width, height) of a sample's image, from its header when it is not decoded yet."""
+        if self.images is not None:
+            height, width = self.images[index].shape[:2]
+            return width, height
+        return image_size(self.image_paths[index])
+
+    def _load_for_crop(self, index: int, image_wh: tuple[int, int],
+                       scale: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+        """The image to crop ``scale`` (pixel_std units) from, and its pixels->original
+        matrix (None: the image is whole)."""
+        if not self.reduced_decode:
+            return self._load(index), None
+        zoom = np.array(self.image_size, dtype=np.float64) / (np.asarray(scale) * PIXEL_STD)
+        needed = np.asarray(image_wh, dtype=np.float64) * zoom
+        return read_image_at_least(self.image_paths[index], image_wh, needed)
+
     def _center_scale(
-        self, index: int, box_xywh: np.ndarray, image: np.ndarray, what: str
+        self, index: int, box_xywh: np.ndarray, image_wh: tuple[int, int], what: str
     ) -> tuple[np.ndarray, np.ndarray]:
-        height, width = image.shape[:2]
+        width, height = image_wh
         box = clean_box(box_xywh, width, height)
         if box is None:
             raise ValueError(
@@ -137,8 +168,9 @@ class KeypointDataset(_CropDataset):
         upper_body: Sequence[int],
         lower_body: Sequence[int],
         images: Sequence[np.ndarray] | None = None,
+        reduced_decode: bool = False,
     ) -> None:
-        super().__init__(cfg, image_paths, images)
+        super().__init__(cfg, image_paths, images, reduced_decode)
         keypoints = np.asarray(keypoints, dtype=np.float64)
         num_joints = int(cfg.MODEL.NUM_JOINTS)
         if keypoints.shape != (len(self.image_paths), num_joints, 2):
@@ -169,13 +201,14 @@ class KeypointDataset(_CropDataset):
 
     def _augment(
         self,
-        image: np.ndarray,
+        width: int,
         joints: np.ndarray,
         joints_vis: np.ndarray,
         center: np.ndarray,
         scale: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-        """Official training augmentation; returns image, joints, vis, center, scale, rotation."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, bool]:
+        """Official training augmentation of an image ``width`` pixels wide; returns joints,
+        vis, center, scale, rotation and whether the image is to be mirrored."""
         rng = np.random.default_rng(torch.randint(2**31, (1,)).item())
         if joints_vis.sum() > self.num_joints_half_body and rng.random() < self.prob_half_body:
             half_center, half_scale = half_body_transform(
@@ -191,26 +224,27 @@ class KeypointDataset(_CropDataset):
         if rng.random() <= 0.6:
             rotation = float(np.clip(rng.standard_normal() * rf, -rf * 2, rf * 2))
 
-        if self.flip and rng.random() <= 0.5:
-            width = image.shape[1]
-            image = image[:, ::-1]
+        mirror = bool(self.flip and rng.random() <= 0.5)
+        if mirror:
             joints, joints_vis = fliplr_joints(joints, joints_vis, width, self.flip_pairs)
             center = center.copy()
             center[0] = width - center[0] - 1
-        return image, joints, joints_vis, center, scale, rotation
+        return joints, joints_vis, center, scale, rotation, mirror
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
-        image = self._load(index)
-        center, scale = self._center_scale(index, self.boxes[index], image, "keypoint box")
+        image_wh = self._original_size(index)
+        center, scale = self._center_scale(index, self.boxes[index], image_wh, "keypoint box")
         joints = self.keypoints[index].copy()
         joints_vis = np.ones(len(joints), dtype=np.float64)
-        rotation = 0.0
+        rotation, mirror = 0.0, False
         if self.is_train:
-            image, joints, joints_vis, center, scale, rotation = self._augment(
-                image, joints, joints_vis, center, scale
+            joints, joints_vis, center, scale, rotation, mirror = self._augment(
+                image_wh[0], joints, joints_vis, center, scale
             )
-
-        crop, matrix = crop_image(image, center, scale, rotation, self.image_size)
+        image, to_original = self._load_for_crop(index, image_wh, scale)
+        if mirror:  # a mirrored decode of any size maps to the mirrored original
+            image = image[:, ::-1]
+        crop, matrix = crop_image(image, center, scale, rotation, self.image_size, to_original)
         visible = joints_vis > 0
         joints_input = joints.copy()
         joints_input[visible] = affine_transform(joints[visible], matrix)
@@ -256,7 +290,7 @@ class BoxDataset(_CropDataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
         image = self._load(index)
-        center, scale = self._center_scale(index, self.boxes[index], image, "box")
+        center, scale = self._center_scale(index, self.boxes[index], image.shape[1::-1], "box")
         crop, _ = crop_image(image, center, scale, 0.0, self.image_size)
         meta = {
             "index": index,

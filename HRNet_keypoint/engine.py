@@ -82,6 +82,7 @@ def build_stage(
     train_set = KeypointDataset(
         cfg, train.paths, train.keypoints, True,
         kp_set["flip_pairs"], kp_set["upper_body"], kp_set["lower_body"],
+        reduced_decode=cfg.DATASET.REDUCED_DECODE,
     )  # fmt: skip
     criterion = JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT)
     val_boxes = keypoint_extent_boxes(val.keypoints)

@@ -91,6 +91,10 @@ _C.DATASET.DROP_REFERENCE_ROWS = False
 # Stage one's training augmentation: 'mild' (flip, affine, colour jitter) or 'reference'.
 _C.DATASET.BBOX_AUG = "mild"
 _C.DATASET.SKIP_BAD_IMAGES = False  # training only: skip unreadable images and list them
+# Training input of both stages: decode each JPEG at 1/2, 1/4 or 1/8 size when that still
+# leaves one decoded pixel per input pixel (stage one: the whole image; stage two: the
+# augmented crop). Validation and test read whole images (see TEST.REDUCED_DECODE).
+_C.DATASET.REDUCED_DECODE = True
 # Where a stage finds its files under ROOT. Image names in the CSVs may include subfolders
 # (the hand configs use the gesture frames, ``<folder>/<n>.png``).
 _C.DATASET.TRAIN_CSV = "train_df.csv"
@@ -133,6 +137,10 @@ _C.TEST.MODEL_FILE = ""
 # 'onnxruntime' (CPU); ONNX_FILE names an exported model to use instead of exporting anew.
 _C.TEST.BACKEND = "torch"
 _C.TEST.ONNX_FILE = ""
+# Stage one at test time on its own (tools/test.py, validation): the reduced decode of
+# DATASET.REDUCED_DECODE. Off by default, so the two-step way and tools/pipeline.py (which
+# decodes each image once, whole, for both stages) give the same boxes.
+_C.TEST.REDUCED_DECODE = False
 # Official COCO keys, accepted and unused.
 _C.TEST.IMAGE_THRE = 0.1
 _C.TEST.NMS_THRE = 0.6

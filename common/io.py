@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import uuid
 from collections.abc import Iterator, Sequence
@@ -48,21 +49,29 @@ class ImageReadError(RuntimeError):
     """An image file is missing or cannot be decoded."""
 
 
+REDUCE_FACTORS = (8, 4, 2)  # what the JPEG decoder can scale by while decoding
+
+
 def read_image(path: str | Path, reduce: int = 1) -> np.ndarray:
     """Read any image file as a 3-channel BGR uint8 array.
 
     Grayscale is expanded, an alpha channel dropped, 16-bit scaled down. ``reduce`` in
     {1, 2, 4, 8} asks the JPEG decoder for a smaller image directly (much cheaper than a full
-    decode followed by a resize).
+    decode followed by a resize; other formats are decoded, then resized). EXIF orientation is
+    ignored either way, so both decodes show the same pixels.
     """
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"image not found: {path}")
-    flags = {1: cv2.IMREAD_UNCHANGED, 2: cv2.IMREAD_REDUCED_COLOR_2,
-             4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}  # fmt: skip
-    if reduce not in flags:
+    reduced = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+               8: cv2.IMREAD_REDUCED_COLOR_8}  # fmt: skip
+    if reduce == 1:
+        flags = cv2.IMREAD_UNCHANGED
+    elif reduce in reduced:
+        flags = reduced[reduce] | cv2.IMREAD_IGNORE_ORIENTATION
+    else:
         raise ValueError(f"reduce must be 1, 2, 4 or 8, got {reduce}")
-    image = cv2.imread(str(path), flags[reduce])
+    image = cv2.imread(str(path), flags)
     if image is None:
         raise ImageReadError(f"cannot decode image (corrupt or not an image): {path}")
     if image.dtype == np.uint16:
@@ -76,6 +85,33 @@ def read_image(path: str | Path, reduce: int = 1) -> np.ndarray:
     elif image.shape[2] == 1:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     return np.ascontiguousarray(image)
+
+
+def reduce_factor(image_wh: Sequence[float], needed_wh: Sequence[float]) -> int:
+    """The largest decode reduction (8, 4 or 2; else 1) that still leaves at least
+    ``needed_wh`` pixels across the whole image, i.e. one decoded pixel or more per network
+    input pixel. ``needed_wh``: the size the whole image would have at the input's scale."""
+    for factor in REDUCE_FACTORS:
+        if all(math.ceil(side / factor) >= need for side, need in zip(image_wh, needed_wh,
+                                                                        strict=True)):
+            return factor
+    return 1
+
+
+def read_image_at_least(
+    path: str | Path, image_wh: Sequence[int], needed_wh: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode ``path`` (``image_wh`` pixels) at the smallest size that keeps ``needed_wh``.
+
+    Returns the image and the 2x3 affine matrix from its pixels to the original's (pixel
+    centres: a decoded pixel covers ``s`` original ones, ``x = s * (u + 0.5) - 0.5``); the
+    identity when the image is decoded whole.
+    """
+    image = read_image(path, reduce_factor(image_wh, needed_wh))
+    sx = image_wh[0] / image.shape[1]
+    sy = image_wh[1] / image.shape[0]
+    to_original = np.array([[sx, 0.0, (sx - 1) / 2], [0.0, sy, (sy - 1) / 2]])
+    return image, to_original
 
 
 def image_size(path: str | Path) -> tuple[int, int]:

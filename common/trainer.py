@@ -193,10 +193,12 @@ def fit(
         lr = optimizer.param_groups[0]["lr"]
         net.train()
         running, count, samples = 0.0, 0, 0
-        epoch_start = time.perf_counter()
+        input_wait = 0.0  # time the steps waited for the loader: its share of the epoch
+        epoch_start = fetch_start = time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True,
                    disable=not main)  # fmt: skip
         for batch in bar:
+            input_wait += time.perf_counter() - fetch_start
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 loss = stage.train_step(net, batch)
             if not torch.isfinite(loss):
@@ -212,8 +214,11 @@ def fit(
             count += 1
             samples += _batch_size(batch)
             bar.set_postfix(loss=f"{running / count:.5f}")
+            fetch_start = time.perf_counter()
         bar.close()
-        images_per_second = samples / max(time.perf_counter() - epoch_start, 1e-9)
+        epoch_seconds = max(time.perf_counter() - epoch_start, 1e-9)
+        images_per_second = samples / epoch_seconds
+        wait_share = input_wait / epoch_seconds
         broken = _first_non_finite(model)
         if broken is not None:
             raise TrainingDiverged(
@@ -249,14 +254,16 @@ def fit(
         }
         save_atomic(state, checkpoint_path)
         logger.info(
-            "epoch %d lr %.2e train loss %.6f val %s %.4f%s (train input + steps: %.1f images/s)",
+            "epoch %d lr %.2e train loss %.6f val %s %.4f%s (training %.1f images/s, %.0f%% of "
+            "it waiting for input)",
             epoch, lr, train_loss, stage.metric_name, value, " (best)" if is_best else "",
-            images_per_second,
+            images_per_second, 100 * wait_share,
         )  # fmt: skip
         if writer is not None:
             writer.add_scalar("train/loss", train_loss, epoch)
             writer.add_scalar("train/lr", lr, epoch)
             writer.add_scalar("train/images_per_second", images_per_second, epoch)
+            writer.add_scalar("train/input_wait_share", wait_share, epoch)
             for key, val in metrics.items():
                 if isinstance(val, (int, float)):
                     writer.add_scalar(f"valid/{key}", val, epoch)

@@ -159,3 +159,30 @@ def test_unknown_amp_dtype_is_refused():
     cfg = load_config(None, ["TRAIN.AMP_DTYPE", "int8"])
     with pytest.raises(ValueError, match="TRAIN.AMP_DTYPE"):
         fit(cfg, toy_stage(), None, LOGGER)
+
+
+class SlowInput(torch.utils.data.Dataset):
+    """A data set that takes 20 ms per item: the loop should see itself waiting for it."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int):
+        import time
+
+        time.sleep(0.02)
+        return torch.ones(3), torch.zeros(1)
+
+
+def test_epoch_log_reports_the_share_of_time_spent_waiting_for_input(tmp_path, caplog):
+    fast = toy_stage()
+    slow = toy_stage()
+    slow.make_train_loader = lambda gen: DataLoader(SlowInput(), batch_size=2, generator=gen)
+    shares = {}
+    for name, stage in (("fast", fast), ("slow", slow)):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="test"):
+            fit(cfg_for(1), stage, tmp_path / name, LOGGER)
+        line = next(r.getMessage() for r in caplog.records if "waiting for input" in r.getMessage())
+        shares[name] = float(line.split("images/s, ")[1].split("%")[0])
+    assert shares["slow"] > 80 and shares["slow"] > shares["fast"]

@@ -9,6 +9,8 @@ from tests.conftest import load_tool
 EXPECTED = {
     "loader_stage1": {"plain", "reduced_decode_1/1"},  # 320x180 images: no reduction fits
     "loader_both_stages": {"plain", "shared_decode"},
+    "train_loader_stage1": {"plain", "reduced_decode", "reduced_decode_2_workers"},
+    "train_loader_stage2": {"plain", "reduced_decode", "reduced_decode_2_workers"},
     "stage1_forward": {"plain", "fused", "onnxruntime"},
     "stage2_forward": {"plain", "fused", "onnxruntime"},
     "stage2_forward_flip": {"plain", "fused", "onnxruntime"},

@@ -12,6 +12,9 @@ peak memory of:
   output (``read_image(path, reduce)``, the largest 1/2^k that still covers the input).
 - ``loader_both_stages``: decode, stage-one resize and stage-two person crop. Plain: each stage
   decodes the image itself; optimised: one decode shared by both stages.
+- ``train_loader_stage1``, ``train_loader_stage2``: one pass of each stage's training
+  DataLoader (augmentation and targets included). Plain: whole decodes, ``WORKERS 0``;
+  optimised: ``DATASET.REDUCED_DECODE``, then also two worker processes.
 - ``stage1_forward``, ``stage2_forward``, ``stage2_forward_flip``: one test batch through the box
   model and the keypoint model (without and with flip test), by ``TEST.BACKEND``.
 - ``chain``: files to ``result.csv``. Plain: the two-step way (box ``run_test``, then keypoint
@@ -58,15 +61,16 @@ from torch.utils.flop_counter import FlopCounterMode
 from yacs.config import CfgNode
 
 from common.config import load_config
-from common.io import atomic_write_text, read_image
+from common.io import atomic_write_text, read_image, reduce_factor
 from common.keypoints import keypoint_set
 from common.motion_data import keypoints_array, read_box_annotations, read_keypoint_csv
 from common.stage_data import keypoint_extent_boxes, load_truth_table, test_image_names
 from common.synthetic.motion import generate_motion_dataset
+from common.trainer import make_loader
 from HRNet_bbox import engine as bbox_engine
 from HRNet_bbox.dataset import WholeImageBoxDataset
 from HRNet_keypoint import engine as keypoint_engine
-from HRNet_keypoint.dataset import BoxDataset
+from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
 from HRNet_keypoint.inference import predict_heatmaps
 from HRNet_keypoint.loss import JointsMSELoss
 from models.backends import prepare_inference_model, randomize_weights
@@ -81,8 +85,8 @@ SIZES = {
 }  # fmt: skip
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN = "plain"
-REDUCE_FACTORS = (8, 4, 2, 1)
 MIB = 2.0**20
+TRAIN_LOADER_SAMPLES = 64
 
 
 class MemoryProbe:
@@ -190,15 +194,6 @@ def forward_gflop(model: torch.nn.Module, input_shape: tuple[int, ...]) -> float
     return counter.get_total_flops() / 1e9
 
 
-def stage_one_reduce(image_wh: tuple[int, int], input_wh: tuple[int, int]) -> int:
-    """The largest JPEG reduce factor whose output still covers stage one's input."""
-    for factor in REDUCE_FACTORS:
-        if all(math.ceil(side / factor) >= need for side, need in zip(image_wh, input_wh,
-                                                                        strict=True)):
-            return factor
-    return 1
-
-
 def read_result(path: Path, num_joints: int) -> np.ndarray:
     names = keypoint_set(num_joints)["names"]
     return keypoints_array(read_keypoint_csv(path, names), names)
@@ -237,8 +232,9 @@ class SizeBench:
         root = Path(data_root) / self.keypoint_cfg.DATASET.TEST_IMAGE_DIR
         self.paths = [root / name for name in names]
         truth = load_truth_table(self.keypoint_cfg)
-        by_name = dict(zip(truth.names, keypoint_extent_boxes(truth.keypoints), strict=True))
-        self.person_boxes = np.stack([by_name[name] for name in names])
+        by_name = dict(zip(truth.names, truth.keypoints, strict=True))
+        self.person_keypoints = np.stack([by_name[name] for name in names])
+        self.person_boxes = keypoint_extent_boxes(self.person_keypoints)
         self.num_joints = int(self.keypoint_cfg.MODEL.NUM_JOINTS)
 
     def config(self, path: str, backend: str, extra: list[str] | None = None) -> CfgNode:
@@ -256,7 +252,7 @@ class SizeBench:
     def loader_rows(self) -> list[dict]:
         cfg, kcfg, paths = self.bbox_cfg, self.keypoint_cfg, self.paths
         image_wh = read_image(paths[0]).shape[1::-1]
-        reduce = stage_one_reduce(image_wh, tuple(int(v) for v in cfg.MODEL.IMAGE_SIZE))
+        reduce = reduce_factor(image_wh, tuple(int(v) for v in cfg.MODEL.IMAGE_SIZE))
 
         def stage_one(images: list[np.ndarray] | None) -> None:
             dataset = WholeImageBoxDataset(cfg, paths, None, is_train=False, images=images)
@@ -282,6 +278,43 @@ class SizeBench:
             PLAIN: lambda: (stage_one(None), stage_two(None)),
             "shared_decode": shared,
         }, len(paths))  # fmt: skip
+        return rows
+
+    def train_loader_rows(self) -> list[dict]:
+        """One pass of each stage's training loader over the images repeated to at least
+        ``TRAIN_LOADER_SAMPLES`` samples (so that starting workers is not the whole cost):
+        whole decodes in the main process, reduced decodes, reduced decodes in two workers."""
+        kp_set = keypoint_set(self.num_joints)
+        repeat = max(1, math.ceil(TRAIN_LOADER_SAMPLES / len(self.paths)))
+        paths = self.paths * repeat
+        keypoints = np.concatenate([self.person_keypoints] * repeat)
+
+        def loader(stage: str, reduced: bool, workers: int) -> Callable[[], object]:
+            opts = ["DATASET.REDUCED_DECODE", str(reduced), "WORKERS", str(workers),
+                    "TRAIN.BATCH_SIZE_PER_GPU", "2"]  # fmt: skip
+            if stage == "bbox":
+                cfg = self.config(self.bbox_path, "torch", opts)
+                dataset = WholeImageBoxDataset(cfg, paths, keypoint_extent_boxes(keypoints),
+                                               True, reduced_decode=reduced)  # fmt: skip
+            else:
+                cfg = self.config(self.keypoint_path, "torch", opts)
+                dataset = KeypointDataset(
+                    cfg, paths, keypoints, True, kp_set["flip_pairs"],
+                    kp_set["upper_body"], kp_set["lower_body"], reduced_decode=reduced)  # fmt: skip
+
+            def run() -> None:
+                torch.manual_seed(0)
+                for _ in make_loader(dataset, cfg, True, torch.Generator().manual_seed(0)):
+                    pass
+            return run
+
+        rows = []
+        for stage, name in (("bbox", "train_loader_stage1"), ("keypoint", "train_loader_stage2")):
+            rows += self.measure(name, {
+                PLAIN: loader(stage, False, 0),
+                "reduced_decode": loader(stage, True, 0),
+                "reduced_decode_2_workers": loader(stage, True, 2),
+            }, len(paths))  # fmt: skip
         return rows
 
     # ------------------------------------------------------------------ forwards
@@ -515,7 +548,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "stage2": forward_gflop(bench.models["keypoint"],
                                         (1, 3, *reversed(bench.keypoint_cfg.MODEL.IMAGE_SIZE))),
             }  # fmt: skip
-            rows = bench.loader_rows()
+            rows = bench.loader_rows() + bench.train_loader_rows()
             measure_peak()  # the best of several runs is the machine's peak
             forward, export_seconds = bench.forward_rows(backends)
             for row in forward:

@@ -106,6 +106,11 @@ def test_train_predict_tiny(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
     assert fold["best_epoch"] in (1, 2) and fold["val_frames"] + fold["train_frames"] == 78
     for key in ("logloss", "logloss_refined", "accuracy", "accuracy_refined"):
         assert np.isfinite(fold[key]) and metrics["mean"][key] == pytest.approx(fold[key])
+        # one fold: its validation clips are all the pooled (out-of-fold) ones
+        assert metrics["out_of_fold"][key] == pytest.approx(fold[key])
+        assert metrics["out_of_fold"]["stage_keypoints"][key] == pytest.approx(
+            fold["stage_keypoints"][key]
+        )
     assert set(fold["pairs"]) <= {"index", "fist"}
     thresholds = json.loads((out / "refiner_thresholds.json").read_text())
     assert set(thresholds["groups"]) == {"index", "fist"}

@@ -63,7 +63,7 @@ def test_images_to_submission_on_regressed_keypoints(tmp_path: Path) -> None:
         "--work", str(tmp_path / "work"), "--train-clips", "26", "--test-clips", "5",
         "--frames", "3", "--width", "96", "--height", "64", "--no-test-json",
         "--bbox-epochs", "1", "--keypoint-epochs", "1", "--gesture-epochs", "2",
-        "--gesture-image-size", "32",
+        "--gesture-image-size", "32", "--folds", "2",
     ])  # fmt: skip
     data = tmp_path / "work" / "data"
     assert all(c.keypoints is None for c in read_clips(data / "test", "test"))
@@ -85,6 +85,9 @@ def test_images_to_submission_on_regressed_keypoints(tmp_path: Path) -> None:
     assert report["score_tool"] == f"logloss: {expected:.6f}"
     assert report["test_regressed"]["clips"] == 5 and "test_json" not in report
     assert math.isclose(report["test_regressed"]["logloss_refined"], expected, rel_tol=1e-6)
+    # two folds, both trained: every training clip is scored once, with its fold's thresholds
+    assert report["folds"] == 2 and report["validation"]["clips"] == 26
+    assert report["validation"]["stage_keypoints"]["clips"] == 26
     groups = {"index", "fist", "fist_both"}  # the report keeps one- and two-hand fists apart
     assert set(report["thresholds"]) == set(report["thresholds_stages"]) == groups
     assert set(report["validation"]["stage_keypoints"]["pairs"]) <= groups
@@ -99,7 +102,7 @@ def test_images_to_submission_on_regressed_keypoints(tmp_path: Path) -> None:
     ])  # fmt: skip
     assert model.stat().st_mtime_ns == trained_at
     assert (tmp_path / "work" / "rescored.json").is_file() and rescored["data"] == report["data"]
-    assert rescored["refiner"]["mode"] == "pair_mass"
+    assert rescored["refiner"]["mode"] == "pair_mass" and rescored["folds"] == 2
     before, after = report["validation"], rescored["validation"]
     assert after["logloss"] == before["logloss"]
     assert after["logloss_refined"] == before["logloss_refined_by_mode"]["pair_mass"]

@@ -9,9 +9,10 @@
    per test frame (``result.csv``); both stages also predict every training frame
    (``hand_train_list.csv``), for the refiner's thresholds on regressed keypoints;
 4. the classifier (``experiments/gesture/tiny_cpu_gesture.yaml``): train on crops around the
-   training clips' JSON keypoints; its validation fold gives logloss and pair accuracy with and
-   without the refiner, whose thresholds are fitted (on the fold's training clips) and applied
-   once with JSON and once with regressed keypoints;
+   training clips' JSON keypoints, one model per fold (``--folds``, 4 by default, so every
+   training clip is a validation clip once); the validation clips of all folds give logloss and
+   pair accuracy with and without the refiner, whose thresholds are fitted (on each fold's
+   training clips) and applied once with JSON and once with regressed keypoints;
 5. the test clips predicted with the regressed keypoints (``GESTURE.KEYPOINT_SOURCE stages``) and,
    where the test JSONs exist, with those (``json``) for comparison, each scored against
    ``test_answer.csv`` with and without the refiner; ``tools/score.py`` scores the submission.
@@ -211,9 +212,22 @@ def print_summary(report: dict) -> None:
         f"regressed keypoints {json.dumps(report['thresholds_stages'])}"
     )
     print(
-        f"rule confidences: JSON keypoints {json.dumps(report['confidences'])}, "
+        f"rule confidences (leave-one-out): JSON keypoints {json.dumps(report['confidences'])}, "
         f"regressed keypoints {json.dumps(report['confidences_stages'])}"
     )
+    if report.get("confidences_in_sample_stages"):
+        print(
+            "rule confidences (in-sample): JSON keypoints "
+            f"{json.dumps(report['confidences_in_sample'])}, regressed keypoints "
+            f"{json.dumps(report['confidences_in_sample_stages'])}"
+        )
+    if report.get("chance_p_stages"):
+        print(
+            f"leave-one-out record's chance p (applied in calibrated mode when <= "
+            f"{report['refiner']['max_chance_p']}): JSON keypoints "
+            f"{json.dumps(report['chance_p'])}, regressed keypoints "
+            f"{json.dumps(report['chance_p_stages'])}"
+        )
     print(_scores_line("validation, refiner on JSON kps", report["validation"]))
     print(_scores_line("validation, refiner on regressed", report["validation"]["stage_keypoints"]))
     if "test_json" in report:
@@ -304,6 +318,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--gesture-epochs", type=int, default=30)
     parser.add_argument("--gesture-image-size", type=int, default=64)
     parser.add_argument(
+        "--folds",
+        type=int,
+        default=4,
+        help="GESTURE.NUM_FOLDS, every fold trained: each training clip is validated once (more "
+        "clips per refiner pair than one fold's), the test clips get the folds' ensemble; "
+        "0 keeps the config's folds",
+    )
+    parser.add_argument(
         "--gesture-opts",
         nargs="*",
         default=[],
@@ -325,8 +347,10 @@ def main(argv: list[str] | None = None) -> dict:
     seconds: dict[str, float] = {}
     train_result_csv = work / TRAIN_KEYPOINT_DIR / "result.csv"
     if args.rescore:
-        summary = json.loads((work / "report.json").read_text())["data"]
+        previous = json.loads((work / "report.json").read_text())
+        summary = previous["data"]
         args.test_json = bool(summary["test_json"])
+        args.folds = previous.get("folds", 0)  # the trained folds' validation probabilities
         result_csv = output_dir_for(load_config(KEYPOINT_CFG, common), KEYPOINT_CFG) / "result.csv"
     else:
         summary, result_csv = _data_and_stages(args, work, common, seconds)
@@ -339,8 +363,11 @@ def main(argv: list[str] | None = None) -> dict:
         "GESTURE.IMAGE_SIZE", str(args.gesture_image_size),
         "GESTURE.REFINER.PAIRS", SEPARATE_FIST_GROUPS,
         "GESTURE.TRAIN_STAGE_RESULT_CSV", str(train_result_csv),
-        *args.gesture_opts,
     ]  # fmt: skip
+    if args.folds:
+        gesture_opts += ["GESTURE.NUM_FOLDS", str(args.folds),
+                         "GESTURE.FOLDS", str(list(range(args.folds)))]  # fmt: skip
+    gesture_opts += args.gesture_opts
     gesture_cfg = load_config(GESTURE_CFG, gesture_opts)
     gesture_dir = output_dir_for(gesture_cfg, GESTURE_CFG)
     if args.rescore:
@@ -353,16 +380,24 @@ def main(argv: list[str] | None = None) -> dict:
     test_tool = _tool("test")
     report: dict = {
         "data": summary,
+        "folds": args.folds,
         "refiner": {
             "pairs": gesture_cfg.GESTURE.REFINER.PAIRS,
             "mode": gesture_cfg.GESTURE.REFINER.MODE,
             "median_frames": gesture_cfg.GESTURE.REFINER.MEDIAN_FRAMES,
+            "max_chance_p": gesture_cfg.GESTURE.REFINER.MAX_CHANCE_P,
         },
         "thresholds": metrics["thresholds"],
         "thresholds_stages": metrics["thresholds_stages"],
         "confidences": metrics["confidences"],
         "confidences_stages": metrics["confidences_stages"],
-        "validation": metrics["mean"],
+        "confidences_in_sample": metrics.get("confidences_in_sample"),
+        "confidences_in_sample_stages": metrics.get("confidences_in_sample_stages"),
+        "chance_p": metrics.get("chance_p"),
+        "chance_p_stages": metrics.get("chance_p_stages"),
+        # every trained fold's validation clips pooled (thresholds fitted per fold)
+        "validation": metrics["out_of_fold"],
+        "validation_fold_mean": metrics["mean"],
     }
     if args.test_json:
         test_tool.main(["--cfg", str(GESTURE_CFG), "--output_path", str(gesture_dir),

@@ -277,21 +277,17 @@ def _clip_means(probs: np.ndarray, clip_of_frame: Sequence[int]) -> dict[int, np
     return {clip: probs[rows].mean(0) for clip, rows in by_clip.items()}
 
 
-def score_clips(
+def refine_clips(
     probs: np.ndarray,
-    labels: np.ndarray,
     class_ids: Sequence[int],
     frames_per_clip: Sequence[Sequence[np.ndarray]],
     widths: Sequence[int],
     pairs: Sequence[RefinerPair],
     thresholds: dict[str, GroupThreshold],
     reference_width: float,
-    mode: str,
-) -> dict:
-    """Clip logloss and accuracy with and without the refiner (in ``mode``; the logloss also in
-    every mode), and per refiner group the logloss and accuracy on clips whose true class is in
-    it."""
-    by_mode = {
+) -> dict[str, np.ndarray]:
+    """Every clip's probabilities after the refiner, in each of its modes."""
+    return {
         name: np.stack(
             [
                 refine(p, class_ids, frames, width, pairs, thresholds, reference_width, name)[0]
@@ -300,13 +296,27 @@ def score_clips(
         )
         for name in MODES
     }
-    refined = by_mode[mode]
+
+
+def summarize_clips(
+    probs: np.ndarray,
+    refined_by_mode: dict[str, np.ndarray],
+    labels: np.ndarray,
+    class_ids: Sequence[int],
+    pairs: Sequence[RefinerPair],
+    thresholds: dict[str, GroupThreshold],
+    mode: str,
+) -> dict:
+    """Clip logloss and accuracy without and with the refiner (in ``mode``; the logloss also in
+    every mode), and per refiner group the logloss and accuracy on clips whose true class is in
+    it (with the group's threshold and confidence from ``thresholds``)."""
+    refined = refined_by_mode[mode]
     result = {
         "clips": len(labels),
         "logloss": multiclass_logloss(probs, labels),
         "logloss_refined": multiclass_logloss(refined, labels),
         "logloss_refined_by_mode": {
-            name: multiclass_logloss(values, labels) for name, values in by_mode.items()
+            name: multiclass_logloss(values, labels) for name, values in refined_by_mode.items()
         },
         "accuracy": float(np.mean(probs.argmax(1) == labels)),
         "accuracy_refined": float(np.mean(refined.argmax(1) == labels)),
@@ -327,6 +337,24 @@ def score_clips(
             "confidence": thresholds[group].confidence if group in thresholds else None,
         }
     return result
+
+
+def score_clips(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    class_ids: Sequence[int],
+    frames_per_clip: Sequence[Sequence[np.ndarray]],
+    widths: Sequence[int],
+    pairs: Sequence[RefinerPair],
+    thresholds: dict[str, GroupThreshold],
+    reference_width: float,
+    mode: str,
+) -> dict:
+    """:func:`summarize_clips` of the clips refined with ``thresholds``."""
+    refined_by_mode = refine_clips(
+        probs, class_ids, frames_per_clip, widths, pairs, thresholds, reference_width
+    )
+    return summarize_clips(probs, refined_by_mode, labels, class_ids, pairs, thresholds, mode)
 
 
 def _fit_refiner(
@@ -355,6 +383,7 @@ def _fit_refiner(
         cfg.GESTURE.REFINER.MARGIN,
         cfg.GESTURE.REFINER.OUTLIER_IQR,
         median_frames,
+        cfg.GESTURE.REFINER.MAX_CHANCE_P,
     )
 
 
@@ -549,6 +578,10 @@ def fit_and_score_refiner(cfg: CfgNode, output_dir: Path, logger: logging.Logger
     if g.TRAIN_STAGE_RESULT_CSV:
         refiner_keypoints["stages"] = _stage_keypoints(g.TRAIN_STAGE_RESULT_CSV, clips, "training")
     results: dict = {"folds": {}}
+    # every fold's validation clips, refined with that fold's thresholds, pooled by source
+    pooled: dict[str, dict[str, list]] = {
+        source: {"probs": [], "labels": [], "refined": []} for source in refiner_keypoints
+    }
     for fold in g.FOLDS:
         path = output_dir / f"fold_{fold}" / VALIDATION_PROBS_NAME
         if not path.is_file():
@@ -558,18 +591,24 @@ def fit_and_score_refiner(cfg: CfgNode, output_dir: Path, logger: logging.Logger
             train_clips = [by_folder[str(folder)] for folder in saved["train_folders"]]
             probs = saved["probs"]
             summary = json.loads(str(saved["summary"])) if "summary" in saved else {}
+        labels = np.array([class_index[c.pose_id] for c in val_clips])
         for source, keypoints in refiner_keypoints.items():
-            scores = score_clips(
+            fold_thresholds = _fit_refiner(cfg, pairs, train_clips, widths, keypoints)
+            refined_by_mode = refine_clips(
                 probs,
-                np.array([class_index[c.pose_id] for c in val_clips]),
                 class_ids,
                 [keypoints[c.folder] for c in val_clips],
                 [widths[c.folder] for c in val_clips],
                 pairs,
-                _fit_refiner(cfg, pairs, train_clips, widths, keypoints),
+                fold_thresholds,
                 g.REFERENCE_WIDTH,
-                g.REFINER.MODE,
             )
+            scores = summarize_clips(
+                probs, refined_by_mode, labels, class_ids, pairs, fold_thresholds, g.REFINER.MODE
+            )
+            pooled[source]["probs"].append(probs)
+            pooled[source]["labels"].append(labels)
+            pooled[source]["refined"].append(refined_by_mode)
             if source == "json":
                 summary.update(scores)
             else:
@@ -579,6 +618,24 @@ def fit_and_score_refiner(cfg: CfgNode, output_dir: Path, logger: logging.Logger
     results["mean"] = _mean_metrics(list(results["folds"].values()))
     for source, keypoints in refiner_keypoints.items():
         thresholds = _fit_refiner(cfg, pairs, clips, widths, keypoints)
+        # out of fold: all validation clips at once (each fold's own thresholds); the pairs'
+        # threshold and confidence shown are those of the fit on all training clips
+        out_of_fold = summarize_clips(
+            np.concatenate(pooled[source]["probs"]),
+            {
+                name: np.concatenate([refined[name] for refined in pooled[source]["refined"]])
+                for name in MODES
+            },
+            np.concatenate(pooled[source]["labels"]),
+            class_ids,
+            pairs,
+            thresholds,
+            g.REFINER.MODE,
+        )
+        if source == "json":
+            results["out_of_fold"] = {**results.get("out_of_fold", {}), **out_of_fold}
+        else:
+            results.setdefault("out_of_fold", {})["stage_keypoints"] = out_of_fold
         save_thresholds(
             output_dir / THRESHOLD_FILES[source],
             thresholds,
@@ -592,21 +649,28 @@ def fit_and_score_refiner(cfg: CfgNode, output_dir: Path, logger: logging.Logger
         results[f"confidences{suffix}"] = {
             group: fit.confidence for group, fit in thresholds.items()
         }
+        results[f"confidences_in_sample{suffix}"] = {
+            group: fit.in_sample_confidence for group, fit in thresholds.items()
+        }
+        results[f"chance_p{suffix}"] = {group: fit.chance_p for group, fit in thresholds.items()}
         for group, fit in thresholds.items():
-            if fit.confidence <= 0.5:
+            if fit.confidence <= 0.5 or fit.chance_p > fit.max_chance_p:
                 logger.info(
-                    "refiner group %s on %s keypoints: rule no better than chance on its "
-                    "training clips (confidence %.3f), left untouched in 'calibrated' mode",
+                    "refiner group %s on %s keypoints: rule not shown better than chance on "
+                    "training clips left out of its fit (confidence %.3f, in-sample %.3f, "
+                    "chance p %.3f), left untouched in 'calibrated' mode",
                     group,
                     source,
                     fit.confidence,
+                    fit.in_sample_confidence,
+                    fit.chance_p,
                 )
-    validations = [("JSON", results["mean"])]
-    if "stage_keypoints" in results["mean"]:
-        validations.append(("stage", results["mean"]["stage_keypoints"]))
+    validations = [("JSON", results["out_of_fold"])]
+    if "stage_keypoints" in results["out_of_fold"]:
+        validations.append(("stage", results["out_of_fold"]["stage_keypoints"]))
     for label, mean in validations:
         logger.info(
-            "validation over folds %s, refiner on %s keypoints: clip logloss %.4f -> %.4f, "
+            "validation clips of folds %s, refiner on %s keypoints: clip logloss %.4f -> %.4f, "
             "accuracy %.4f -> %.4f; pairs %s",
             list(g.FOLDS),
             label,

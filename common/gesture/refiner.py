@@ -28,15 +28,20 @@ share one threshold fitted on their pooled static clips (the reference used one 
 all four number-one/wag pairs and one for both fist pairs).
 
 Each group also gets a confidence: the share of its training clips (static, outliers included,
-and moving) that the fitted threshold puts on the right side, with an add-one prior,
-(correct + 1) / (clips + 2), so it is never 0 or 1. The ``calibrated`` mode trusts the rule only
-that much: a wrong choice then costs -log(m * (1 - c)) instead of the near-infinite loss of
-giving the true class nothing.
+and moving) put on the right side by the threshold fitted *without* them (leave-one-out), with an
+add-one prior, (correct + 1) / (clips + 2), so it is never 0 or 1. Measured on the clips that set
+the threshold instead, every static clip would be right by construction and a rule that does not
+generalise would look reliable; that in-sample share is kept beside it for comparison. The
+``calibrated`` mode trusts the rule only that much: a wrong choice then costs -log(m * (1 - c))
+instead of the near-infinite loss of giving the true class nothing. It also leaves a group alone
+unless its leave-one-out record is significantly better than a coin (one-sided binomial test,
+``max_chance_p``): with a dozen clips, 7 right gives c = 8/14 > 0.5 by luck alone.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -138,8 +143,15 @@ class GroupThreshold:
     static_values: list[float]
     excluded_static_values: list[float]
     moving_values: list[float]
-    confidence: float  # (training clips the threshold classifies right + 1) / (clips + 2)
+    # (training clips on the right side of the threshold fitted without them + 1) / (clips + 2)
+    confidence: float
     median_frames: int = 1  # the statistic's median filter, applied again at inference
+    # the same share with the threshold fitted on all clips (optimistic; for comparison)
+    in_sample_confidence: float | None = None
+    # P(a coin gets at least as many of the clips right as the leave-one-out check did), and the
+    # level above which ``calibrated`` mode leaves the group alone (1 = no such test)
+    chance_p: float = 0.0
+    max_chance_p: float = 1.0
 
 
 def parse_pairs(
@@ -202,12 +214,70 @@ def _outlier_cutoff(values: np.ndarray, outlier_iqr: float) -> float:
     return float(q3 + outlier_iqr * (q3 - q1))
 
 
+def static_threshold(
+    static_values: Sequence[float], margin: float, outlier_iqr: float
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """(threshold, kept values, excluded values): the largest static value left after dropping
+    those above Q3 + ``outlier_iqr`` * IQR, plus ``margin``."""
+    static = np.asarray(static_values, dtype=np.float64)
+    if static.size == 0:
+        raise ValueError("a threshold needs at least one static value")
+    cutoff = _outlier_cutoff(static, outlier_iqr)
+    kept = static[static <= cutoff]
+    return float(kept.max() + margin), kept, static[static > cutoff]
+
+
 def rule_confidence(
     threshold: float, static_values: Sequence[float], moving_values: Sequence[float]
 ) -> float:
     """The add-one estimate of how often the threshold picks right: static clips must fall
     below it, moving ones at or above it."""
     correct = sum(v < threshold for v in static_values) + sum(v >= threshold for v in moving_values)
+    return (correct + 1) / (len(static_values) + len(moving_values) + 2)
+
+
+def leave_one_out_correct(
+    static_values: Sequence[float],
+    moving_values: Sequence[float],
+    margin: float,
+    outlier_iqr: float,
+) -> int:
+    """How many clips the threshold fitted without them puts on the right side (see
+    :func:`leave_one_out_confidence`)."""
+    static = np.asarray(static_values, dtype=np.float64)
+    correct = 0
+    for i in range(static.size):
+        rest = np.delete(static, i)
+        if rest.size and static[i] < static_threshold(rest, margin, outlier_iqr)[0]:
+            correct += 1
+    if static.size:
+        threshold = static_threshold(static, margin, outlier_iqr)[0]
+        correct += sum(float(v) >= threshold for v in moving_values)
+    return correct
+
+
+def chance_p_value(correct: int, clips: int) -> float:
+    """One-sided binomial test: the probability of at least ``correct`` right of ``clips`` when
+    each is right with probability 1/2 (a rule no better than chance)."""
+    return sum(math.comb(clips, k) for k in range(correct, clips + 1)) / 2.0**clips
+
+
+def leave_one_out_confidence(
+    static_values: Sequence[float],
+    moving_values: Sequence[float],
+    margin: float,
+    outlier_iqr: float,
+) -> float:
+    """The add-one share of clips that the threshold fitted without them puts on the right side.
+
+    In-sample (:func:`rule_confidence`) every kept static clip is right by construction, since
+    the threshold lies above the largest of them. Here each static clip is checked against the
+    threshold refitted on the other static clips (the same fit: outlier cut, largest + margin),
+    so a static class whose values spread (noisy keypoints) counts its top clips as misses. A
+    moving clip never enters the fit, so it is checked against the full threshold. A group with a
+    single static clip has nothing left to fit without it: that clip counts as a miss.
+    """
+    correct = leave_one_out_correct(static_values, moving_values, margin, outlier_iqr)
     return (correct + 1) / (len(static_values) + len(moving_values) + 2)
 
 
@@ -218,13 +288,17 @@ def fit_thresholds(
     margin: float,
     outlier_iqr: float,
     median_frames: int = 1,
+    max_chance_p: float = 1.0,
 ) -> dict[str, GroupThreshold]:
     """Per group: largest static-class value (outliers dropped) + margin.
 
     ``clip_stat_values[i]`` holds clip i's value of each statistic (computed with
     ``median_frames``, which is recorded with the threshold).
     Groups without a static clip get no threshold (and are then left alone at inference).
-    Each threshold carries its :func:`rule_confidence` on all of the group's clips.
+    Each threshold carries its :func:`leave_one_out_confidence` (what ``calibrated`` mode uses)
+    and, for comparison, its in-sample :func:`rule_confidence` on all of the group's clips, and
+    the :func:`chance_p_value` of its leave-one-out record (``calibrated`` mode leaves groups
+    above ``max_chance_p`` alone).
     """
     fitted: dict[str, GroupThreshold] = {}
     for group in sorted({pair.group for pair in pairs}):
@@ -232,34 +306,35 @@ def fit_thresholds(
         statistic = members[0].statistic
         static_ids = {pair.static_id for pair in members}
         moving_ids = {pair.moving_id for pair in members}
-        static = np.array(
-            [
-                stats[statistic]
-                for pose_id, stats in zip(clip_pose_ids, clip_stat_values, strict=True)
-                if pose_id in static_ids
-            ],
-            dtype=np.float64,
-        )
+        static = [
+            float(stats[statistic])
+            for pose_id, stats in zip(clip_pose_ids, clip_stat_values, strict=True)
+            if pose_id in static_ids
+        ]
         moving = [
             float(stats[statistic])
             for pose_id, stats in zip(clip_pose_ids, clip_stat_values, strict=True)
             if pose_id in moving_ids
         ]
-        if static.size == 0:
+        if not static:
             continue
-        cutoff = _outlier_cutoff(static, outlier_iqr)
-        kept = static[static <= cutoff]
-        threshold = float(kept.max() + margin)
+        threshold, kept, excluded = static_threshold(static, margin, outlier_iqr)
         fitted[group] = GroupThreshold(
             group=group,
             statistic=statistic,
             threshold=threshold,
             static_max=float(kept.max()),
             static_values=sorted(float(v) for v in kept),
-            excluded_static_values=sorted(float(v) for v in static[static > cutoff]),
+            excluded_static_values=sorted(float(v) for v in excluded),
             moving_values=sorted(moving),
-            confidence=rule_confidence(threshold, static.tolist(), moving),
+            confidence=leave_one_out_confidence(static, moving, margin, outlier_iqr),
             median_frames=int(median_frames),
+            in_sample_confidence=rule_confidence(threshold, static, moving),
+            chance_p=chance_p_value(
+                leave_one_out_correct(static, moving, margin, outlier_iqr),
+                len(static) + len(moving),
+            ),
+            max_chance_p=float(max_chance_p),
         )
     return fitted
 
@@ -316,8 +391,9 @@ def refine(
     static (value < threshold) or moving. ``onehot`` (reference) returns a one-hot vector on the
     choice; ``pair_mass`` moves the pair's combined probability onto the choice and keeps the
     other classes; ``calibrated`` splits that mass m as m * c on the choice and m * (1 - c) on the
-    other member (c: the group's confidence), and leaves the clip alone when c <= 0.5 (a rule no
-    better than chance on its training clips). Returns the new probabilities and the decision
+    other member (c: the group's confidence), and leaves the clip alone when c <= 0.5 or the
+    group's leave-one-out record is not significantly better than chance (its ``chance_p`` above
+    its ``max_chance_p``). Returns the new probabilities and the decision
     (None when untouched).
     """
     if mode not in MODES:
@@ -329,7 +405,7 @@ def refine(
     if pair is None or pair.group not in thresholds:
         return probabilities, None
     fit = thresholds[pair.group]
-    if mode == "calibrated" and fit.confidence <= 0.5:
+    if mode == "calibrated" and (fit.confidence <= 0.5 or fit.chance_p > fit.max_chance_p):
         return probabilities, None
     threshold = fit.threshold
     value = clip_statistic(pair.statistic, frames, image_width, reference_width, fit.median_frames)

@@ -114,19 +114,10 @@ class _CropDataset(Dataset):
             )
         return image
 
-    def _original_size(self, index: int) -> tuple[int, int]:
-        """(width, height) of a sample's image, from its header when it is not decoded yet."""
-        if self.images is not None:
-            height, width = self.images[index].shape[:2]
-            return width, height
-        return image_size(self.image_paths[index])
-
-    def _load_for_crop(self, index: int, image_wh: tuple[int, int],
-                       scale: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
-        """The image to crop ``scale`` (pixel_std units) from, and its pixels->original
-        matrix (None: the image is whole)."""
-        if not self.reduced_decode:
-            return self._load(index), None
+    def _load_reduced(self, index: int, image_wh: tuple[int, int],
+                      scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The smallest decode that still gives a crop of ``scale`` (pixel_std units) one
+        decoded pixel per input pixel, and its pixels->original matrix."""
         zoom = np.array(self.image_size, dtype=np.float64) / (np.asarray(scale) * PIXEL_STD)
         needed = np.asarray(image_wh, dtype=np.float64) * zoom
         return read_image_at_least(self.image_paths[index], image_wh, needed)
@@ -232,7 +223,10 @@ class KeypointDataset(_CropDataset):
         return joints, joints_vis, center, scale, rotation, mirror
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
-        image_wh = self._original_size(index)
+        # Whole images are decoded first and give their size; reduced ones are decoded once the
+        # crop's scale is known, so the size comes from the file's header.
+        image = None if self.reduced_decode else self._load(index)
+        image_wh = image_size(self.image_paths[index]) if image is None else image.shape[1::-1]
         center, scale = self._center_scale(index, self.boxes[index], image_wh, "keypoint box")
         joints = self.keypoints[index].copy()
         joints_vis = np.ones(len(joints), dtype=np.float64)
@@ -241,7 +235,9 @@ class KeypointDataset(_CropDataset):
             joints, joints_vis, center, scale, rotation, mirror = self._augment(
                 image_wh[0], joints, joints_vis, center, scale
             )
-        image, to_original = self._load_for_crop(index, image_wh, scale)
+        to_original = None
+        if image is None:
+            image, to_original = self._load_reduced(index, image_wh, scale)
         if mirror:  # a mirrored decode of any size maps to the mirrored original
             image = image[:, ::-1]
         crop, matrix = crop_image(image, center, scale, rotation, self.image_size, to_original)

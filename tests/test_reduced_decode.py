@@ -104,7 +104,7 @@ def test_training_crops_with_reduced_decode_match_full_decode(textured_jpeg: Pat
     same place; the decode is reduced because the crop is much smaller than the image."""
     full_set = _keypoint_dataset(textured_jpeg, reduced=False)
     reduced_set = _keypoint_dataset(textured_jpeg, reduced=True)
-    assert reduced_set._load_for_crop(0, (WIDTH, HEIGHT), np.array([1.9, 2.5]))[0].shape[0] < HEIGHT
+    assert reduced_set._load_reduced(0, (WIDTH, HEIGHT), np.array([1.9, 2.5]))[0].shape[0] < HEIGHT
     mirrored = 0
     for seed in range(8):
         torch.manual_seed(seed)

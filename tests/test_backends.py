@@ -6,6 +6,7 @@ folding changes every convolution and the heatmaps have clear peaks.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from models.backends import (
     cached_export_path,
     input_shape_for,
     load_inference_model,
+    optimized_graph_path,
     randomize_weights,
 )
 from tests.conftest import load_tool
@@ -74,8 +76,11 @@ def test_every_backend_gives_the_plain_keypoints(tiny_motion, keypoint_run):
             assert model.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
         else:
             assert isinstance(model, OnnxRuntimeModel)
-    # The export is cached beside the weights, keyed by their digest.
-    assert len(list(keypoint_run.glob("model_best.*.onnx"))) == 1
+    # The export is cached beside the weights, keyed by their digest, and so is onnxruntime's
+    # optimised graph of it for this machine.
+    exports = [p for p in keypoint_run.glob("model_best.*.onnx") if ".optimized-" not in p.name]
+    assert len(exports) == 1
+    assert optimized_graph_path(exports[0]).is_file()
 
 
 def corners_px(model: nn.Module, cfg, paths: list[Path]) -> np.ndarray:
@@ -145,14 +150,29 @@ def test_a_cached_export_is_used_without_building_the_model(keypoint_run):
     def must_not_build() -> nn.Module:
         raise AssertionError("the PyTorch model was built although the export is cached")
 
+    optimized = optimized_graph_path(cached_export_path(weights, cfg, input_shape_for(cfg)))
+    assert optimized.is_file()  # saved when the export was first opened
+    saved_at = optimized.stat().st_mtime_ns
     cached = load_inference_model(must_not_build, cfg, weights)
     assert isinstance(cached, OnnxRuntimeModel)
+    assert optimized.stat().st_mtime_ns == saved_at  # reopened, not optimised and saved again
     images = torch.randn(2, 3, 128, 96)
     assert torch.equal(cached(images), built(images))
     other = load_config(KEYPOINT_CFG, ["TEST.BACKEND", "onnxruntime",
                                        "MODEL.SIGMA", str(cfg.MODEL.SIGMA + 1)])  # fmt: skip
     assert cached_export_path(weights, other, input_shape_for(other)) != cached_export_path(
         weights, cfg, input_shape_for(cfg))
+
+
+def test_rewritten_weights_get_a_new_export(tmp_path):
+    cfg = load_config(KEYPOINT_CFG, ["TEST.BACKEND", "onnxruntime"])
+    run_dir = saved_random_model(KEYPOINT_CFG, tmp_path, [], seed=3)
+    weights = run_dir / "model_best.pth"
+    first = cached_export_path(weights, cfg, input_shape_for(cfg))
+    assert cached_export_path(weights, cfg, input_shape_for(cfg)) == first
+    saved_random_model(KEYPOINT_CFG, tmp_path / "retrained", [], seed=4)
+    os.replace(tmp_path / "retrained" / "model_best.pth", weights)  # as checkpoints are saved
+    assert cached_export_path(weights, cfg, input_shape_for(cfg)) != first
 
 
 def test_unknown_backend_is_a_clear_error(keypoint_run):

@@ -80,7 +80,9 @@ def test_every_backend_gives_the_plain_keypoints(tiny_motion, keypoint_run):
     # optimised graph of it for this machine.
     exports = [p for p in keypoint_run.glob("model_best.*.onnx") if ".optimized-" not in p.name]
     assert len(exports) == 1
-    assert optimized_graph_path(exports[0]).is_file()
+    optimized = optimized_graph_path(exports[0])
+    assert optimized.is_file() and optimized.with_name(optimized.name + ".data").is_file()
+    assert not list(keypoint_run.glob(".optimizing-*"))  # the temporary folder is gone
 
 
 def corners_px(model: nn.Module, cfg, paths: list[Path]) -> np.ndarray:

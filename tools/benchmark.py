@@ -21,7 +21,8 @@ peak memory of:
   ``run_test``: each decodes every image; backend 'torch'). Optimised: ``tools/pipeline.py``'s
   ``run_chain`` (one decode per image for both stages) with backend 'fused' or 'onnxruntime'.
   Both write ``result.csv``; their largest coordinate difference is reported. Model loading is
-  included; the one-off ONNX export is timed separately (it is cached beside the weights).
+  included; the one-off ONNX export and graph optimisation are timed separately (both are
+  cached beside the weights).
 - ``train_step``: forward, backward and Adam step of the keypoint model. Optimised:
   channels-last (and bf16 autocast on CUDA).
 

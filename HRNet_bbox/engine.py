@@ -36,7 +36,6 @@ from common.visualize import draw_boxes, write_training_samples
 from HRNet_bbox.dataset import WholeImageBoxDataset, sanitize_boxes_xyxy
 from HRNet_bbox.model import REFERENCE_HEAD, BoxRegressor, build_box_model
 from models.backends import load_inference_model
-from models.weights import load_state_dict_strict
 
 BOX_FILE_NAME = "test_annotation.pkl"
 
@@ -191,13 +190,7 @@ def load_model_for_test(
     """The box model from ``TEST.MODEL_FILE`` or ``<output_dir>/model_best.pth``, strictly
     (never the pretrained file), run by ``TEST.BACKEND`` (models/backends.py)."""
     weights = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else output_dir / BEST_NAME
-
-    def build_loaded() -> BoxRegressor:
-        model = build_model(cfg, is_train=False)
-        load_state_dict_strict(model, weights)
-        return model.to(device).eval()
-
-    runner = load_inference_model(build_loaded, cfg, weights)
+    runner = load_inference_model(lambda: build_model(cfg, is_train=False), cfg, weights, device)
     return runner if isinstance(runner, BoxRegressor) else PreparedBoxModel(runner, cfg)
 
 

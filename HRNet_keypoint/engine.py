@@ -29,7 +29,6 @@ from HRNet_keypoint.inference import predict_keypoints
 from HRNet_keypoint.loss import JointsMSELoss
 from models.backends import load_inference_model
 from models.hrnet import build_pose_hrnet
-from models.weights import load_state_dict_strict
 
 
 def predict_boxes(
@@ -152,13 +151,7 @@ def load_model_for_test(cfg: CfgNode, output_dir: Path, device: torch.device) ->
     """The stage-two model from ``TEST.MODEL_FILE`` or ``<output_dir>/model_best.pth``, strictly,
     run by ``TEST.BACKEND`` (models/backends.py)."""
     weights = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else output_dir / BEST_NAME
-
-    def build_loaded() -> torch.nn.Module:
-        model = build_model(cfg, is_train=False)
-        load_state_dict_strict(model, weights)
-        return model.to(device).eval()
-
-    return load_inference_model(build_loaded, cfg, weights)
+    return load_inference_model(lambda: build_model(cfg, is_train=False), cfg, weights, device)
 
 
 def run_test(

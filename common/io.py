@@ -27,12 +27,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
+        replace_durably(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def replace_durably(written: str | Path, path: str | Path) -> None:
+    """Flush ``written`` to disk, then rename it over ``path`` (same file system)."""
+    with open(written, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(written, path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -33,8 +33,9 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
-from common.io import atomic_path
+from common.io import atomic_path, replace_durably
 from models.fuse import fuse_conv_bn
+from models.weights import load_state_dict_strict
 
 BACKENDS = ("torch", "fused", "onnxruntime")
 ONNX_OPSET = 17
@@ -110,11 +111,8 @@ def _optimize_and_save(onnx_path: str | Path, options: object, optimized: Path) 
         # the file name answers.
         options.log_severity_level = 3
         session = _cpu_session(onnx_path, options)
-        for name, target in ((data.name, data), (optimized.name, optimized)):
-            written = Path(folder) / name
-            with open(written, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(written, target)
+        for target in (data, optimized):
+            replace_durably(Path(folder) / target.name, target)
     return session
 
 
@@ -276,12 +274,12 @@ def prepare_inference_model(
 
 
 def load_inference_model(
-    build_loaded: Callable[[], nn.Module], cfg: CfgNode, weights_path: str | Path
+    build: Callable[[], nn.Module], cfg: CfgNode, weights_path: str | Path, device: torch.device
 ) -> nn.Module:
-    """The test-time model of ``TEST.BACKEND``. ``build_loaded`` builds the PyTorch model with
-    the weights of ``weights_path`` loaded; with 'onnxruntime' it is not called at all when
-    ``TEST.ONNX_FILE`` is set or an export of these weights is cached (saving its time and
-    memory)."""
+    """The test-time model of ``TEST.BACKEND``: ``build()``'s PyTorch model with the weights of
+    ``weights_path`` loaded strictly, on ``device``, in eval mode, run by the backend. With
+    'onnxruntime' the model is not built at all when ``TEST.ONNX_FILE`` is set or an export of
+    these weights is cached (saving its time and memory)."""
     if _check_backend(cfg) == "onnxruntime":
         shape = input_shape_for(cfg)
         if cfg.TEST.ONNX_FILE:
@@ -289,7 +287,10 @@ def load_inference_model(
         cached = cached_export_path(weights_path, cfg, shape)
         if cached.is_file():
             return OnnxRuntimeModel(cached, keep_optimized=True).eval()
-    return prepare_inference_model(build_loaded(), cfg, weights_path=weights_path, inplace=True)
+    model = build()
+    load_state_dict_strict(model, weights_path)
+    model = model.to(device).eval()
+    return prepare_inference_model(model, cfg, weights_path=weights_path, inplace=True)
 
 
 def randomize_weights(model: nn.Module, seed: int) -> nn.Module:

@@ -155,7 +155,7 @@ def test_a_cached_export_is_used_without_building_the_model(keypoint_run):
     optimized = optimized_graph_path(cached_export_path(weights, cfg, input_shape_for(cfg)))
     assert optimized.is_file()  # saved when the export was first opened
     saved_at = optimized.stat().st_mtime_ns
-    cached = load_inference_model(must_not_build, cfg, weights)
+    cached = load_inference_model(must_not_build, cfg, weights, CPU)
     assert isinstance(cached, OnnxRuntimeModel)
     assert optimized.stat().st_mtime_ns == saved_at  # reopened, not optimised and saved again
     images = torch.randn(2, 3, 128, 96)

@@ -50,7 +50,7 @@ from common.gesture.data import POINTS_PER_HAND, read_clips, read_test_answers
 from common.gesture.engine import THRESHOLD_FILES, fit_and_score_refiner
 from common.gesture.hand_keypoints import TRAIN_LIST_NAME, read_stage_keypoints
 from common.gesture.refiner import clip_statistic, load_thresholds
-from common.gesture.synthetic import generate_gesture_dataset
+from common.gesture.synthetic import add_data_arguments, generate_gesture_dataset
 from common.io import atomic_write_text, image_size
 from common.run_dir import output_dir_for
 
@@ -301,18 +301,7 @@ def main(argv: list[str] | None = None) -> dict:
         "the refiner (with --gesture-opts), then predict the test clips again",
     )
     parser.add_argument("--report", default="report.json", help="file name under --work")
-    parser.add_argument("--train-clips", type=int, default=104)
-    parser.add_argument("--test-clips", type=int, default=26)
-    parser.add_argument("--frames", type=int, default=6, help="frames per clip")
-    parser.add_argument("--width", type=int, default=320)
-    parser.add_argument("--height", type=int, default=180)
-    parser.add_argument("--seed", type=int, default=0, help="of the synthetic data")
-    parser.add_argument(
-        "--no-test-json",
-        dest="test_json",
-        action="store_false",
-        help="no test keypoint JSONs: only regressed keypoints exist",
-    )
+    add_data_arguments(parser)
     parser.add_argument("--bbox-epochs", type=int, default=20)
     parser.add_argument("--keypoint-epochs", type=int, default=12)
     parser.add_argument("--gesture-epochs", type=int, default=30)

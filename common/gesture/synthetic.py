@@ -535,14 +535,9 @@ def generate_gesture_dataset(
     }
 
 
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``gesture`` subcommand's options of tools/make_synthetic.py."""
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("data/synthetic/gesture"),
-        help="output folder (train/, test/ and the CSVs go here)",
-    )
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that describe a synthetic gesture set (its size, frames and seed), shared
+    by tools/make_synthetic.py and tools/gesture_report.py."""
     parser.add_argument("--train-clips", type=int, default=104, help="training clips (folders)")
     parser.add_argument("--test-clips", type=int, default=26, help="test clips (folders)")
     parser.add_argument("--frames", type=int, default=6, help="frames per clip")
@@ -553,8 +548,19 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-test-json",
         dest="test_json",
         action="store_false",
-        help="write no keypoint JSON for test clips (use the stages' keypoints)",
+        help="write no keypoint JSON for test clips (only the stages' keypoints exist)",
     )
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``gesture`` subcommand's options of tools/make_synthetic.py."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("data/synthetic/gesture"),
+        help="output folder (train/, test/ and the CSVs go here)",
+    )
+    add_data_arguments(parser)
     parser.add_argument(
         "--overwrite",
         action="store_true",

@@ -227,13 +227,18 @@ def static_threshold(
     return float(kept.max() + margin), kept, static[static > cutoff]
 
 
+def add_one_share(correct: int, clips: int) -> float:
+    """(correct + 1) / (clips + 2): a share that is never exactly 0 or 1."""
+    return (correct + 1) / (clips + 2)
+
+
 def rule_confidence(
     threshold: float, static_values: Sequence[float], moving_values: Sequence[float]
 ) -> float:
     """The add-one estimate of how often the threshold picks right: static clips must fall
     below it, moving ones at or above it."""
     correct = sum(v < threshold for v in static_values) + sum(v >= threshold for v in moving_values)
-    return (correct + 1) / (len(static_values) + len(moving_values) + 2)
+    return add_one_share(correct, len(static_values) + len(moving_values))
 
 
 def leave_one_out_correct(
@@ -278,7 +283,7 @@ def leave_one_out_confidence(
     single static clip has nothing left to fit without it: that clip counts as a miss.
     """
     correct = leave_one_out_correct(static_values, moving_values, margin, outlier_iqr)
-    return (correct + 1) / (len(static_values) + len(moving_values) + 2)
+    return add_one_share(correct, len(static_values) + len(moving_values))
 
 
 def fit_thresholds(
@@ -319,6 +324,8 @@ def fit_thresholds(
         if not static:
             continue
         threshold, kept, excluded = static_threshold(static, margin, outlier_iqr)
+        correct = leave_one_out_correct(static, moving, margin, outlier_iqr)
+        clips = len(static) + len(moving)
         fitted[group] = GroupThreshold(
             group=group,
             statistic=statistic,
@@ -327,13 +334,10 @@ def fit_thresholds(
             static_values=sorted(float(v) for v in kept),
             excluded_static_values=sorted(float(v) for v in excluded),
             moving_values=sorted(moving),
-            confidence=leave_one_out_confidence(static, moving, margin, outlier_iqr),
+            confidence=add_one_share(correct, clips),  # leave_one_out_confidence
             median_frames=int(median_frames),
             in_sample_confidence=rule_confidence(threshold, static, moving),
-            chance_p=chance_p_value(
-                leave_one_out_correct(static, moving, margin, outlier_iqr),
-                len(static) + len(moving),
-            ),
+            chance_p=chance_p_value(correct, clips),
             max_chance_p=float(max_chance_p),
         )
     return fitted

@@ -91,6 +91,7 @@ _C.DATASET.DROP_REFERENCE_ROWS = False
 # Stage one's training augmentation: 'mild' (flip, affine, colour jitter) or 'reference'.
 _C.DATASET.BBOX_AUG = "mild"
 _C.DATASET.SKIP_BAD_IMAGES = False  # training only: skip unreadable images and list them
+_C.DATASET.MAX_IMAGE_PIXELS = 100_000_000  # refuse images whose header declares more (bombs)
 # Training input of both stages: decode each JPEG at 1/2, 1/4 or 1/8 size when that still
 # leaves one decoded pixel per input pixel (stage one: the whole image; stage two: the
 # augmented crop). Validation and test read whole images (see TEST.REDUCED_DECODE). Off by

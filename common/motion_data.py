@@ -41,6 +41,20 @@ def _first(items: Sequence[Any], count: int = _SHOW) -> str:
 # --------------------------------------------------------------------------- keypoint CSVs
 
 
+def check_utf8(path: str | Path) -> None:
+    """Refuse a text file that is not UTF-8, naming the first bad byte's offset and line
+    (a CSV saved as Latin-1 or UTF-16 by a spreadsheet would otherwise end in a traceback)."""
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataFormatError(
+            f"{path}: not UTF-8 text: byte {data[error.start]:#04x} at offset {error.start} "
+            f"(line {line}); save the file as UTF-8"
+        ) from None
+
+
 def _check_columns(columns: Sequence[str], expected: Sequence[str], source: str) -> None:
     duplicated = sorted({name for name in columns if list(columns).count(name) > 1})
     if duplicated:
@@ -105,6 +119,7 @@ def read_keypoint_csv(path: str | Path, names: Sequence[str] = MOTION_KEYPOINTS)
     if not path.is_file():
         raise DataFormatError(f"keypoint CSV not found: {path}")
     source = str(path)
+    check_utf8(path)
     with open(path, newline="", encoding="utf-8-sig") as handle:
         header = next(csv.reader(handle), None)
     if not header:
@@ -123,8 +138,7 @@ def read_keypoint_csv(path: str | Path, names: Sequence[str] = MOTION_KEYPOINTS)
             keep_default_na=False,
             na_filter=False,
             encoding="utf-8-sig",
-            skipinitialspace=True,
-        )
+        )  # no skipinitialspace: a name's leading spaces are part of it
     except (pd.errors.ParserError, ValueError) as error:
         raise DataFormatError(f"{source}: cannot parse as CSV: {error}") from error
     raw.columns = header

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from yacs.config import CfgNode
+
+from common.io import process_alive, remove_stale_temps
+
+LOCK_NAME = ".run.lock"
+# What a training run writes into its folder; a new run must not mix its files with these.
+RUN_FILES = ("checkpoint.pth", "model_best.pth", "final_state.pth", "train_summary.json",
+             "splits.json", "config.yaml")  # fmt: skip
+
+
+class RunFolderError(RuntimeError):
+    """An output folder is in use by another run, or holds a run this one would overwrite."""
 
 
 def config_name(cfg_path: str | Path) -> str:
@@ -52,3 +67,76 @@ def create_logger(
         handler.setFormatter(formatter)
         logger.addHandler(handler)
     return logger, out, tb_dir
+
+
+@contextlib.contextmanager
+def lock_run_folder(path: str | Path, logger: logging.Logger) -> Iterator[Path]:
+    """Hold an advisory lock on the run folder ``path`` for the run (train, test, pipeline).
+
+    A second run into the same folder stops at once, naming the holder's process id, instead
+    of mixing the two runs' files. The kernel drops the lock when its holder dies, so a lock
+    file left by a dead process is taken over (and logged); temporary files that dead writers
+    left are removed then.
+    """
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock_path = folder / LOCK_NAME
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            raise RunFolderError(
+                f"{folder} is in use by another run (process {holder or 'unknown'}, lock file "
+                f"{lock_path}); wait for it to end or choose another OUTPUT_DIR"
+            ) from None
+        previous = _read_pid(fd)
+        if previous and previous != os.getpid():
+            state = "no longer running" if not process_alive(previous) else "lock released"
+            logger.info("took over the stale lock %s of process %d (%s)", lock_path, previous,
+                        state)  # fmt: skip
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.fsync(fd)
+        remove_stale_temps(folder, logger)
+        try:
+            yield folder
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _read_pid(fd: int) -> int | None:
+    text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+def prepare_run_folder(
+    folder: str | Path, auto_resume: bool, overwrite: bool, logger: logging.Logger
+) -> bool:
+    """Decide what a new training run does with the files of an earlier run in ``folder``.
+
+    Returns True when the run resumes (``AUTO_RESUME`` with a ``checkpoint.pth``), False when it
+    starts afresh; with ``overwrite`` the earlier run's files are removed first, so two runs'
+    files never mix. Any other earlier run (finished or not) is refused with what to do.
+    Call it while holding :func:`lock_run_folder`.
+    """
+    folder = Path(folder)
+    found = [name for name in RUN_FILES if (folder / name).exists()]
+    if not found:
+        return False
+    if overwrite:
+        for name in found:
+            (folder / name).unlink()
+        logger.info("--overwrite: removed the earlier run's %s from %s", ", ".join(found), folder)
+        return False
+    if auto_resume and (folder / "checkpoint.pth").exists():
+        return True
+    finished = "a finished" if (folder / "final_state.pth").exists() else "an unfinished"
+    raise RunFolderError(
+        f"{folder} holds {finished} run ({', '.join(found)}); pass --overwrite to replace it, "
+        "choose another OUTPUT_DIR, or set AUTO_RESUME True to continue it from checkpoint.pth"
+    )

@@ -7,9 +7,11 @@ resume and fail the same way.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,16 @@ from common.seed import epoch_generator, seed_worker
 
 class TrainingDiverged(RuntimeError):
     """The loss or the weights became NaN or infinite; the last good checkpoint is kept."""
+
+
+def _what_is_kept(checkpoint_path: Path) -> str:
+    """The end of a divergence message: which checkpoint survives, if any does."""
+    if checkpoint_path.exists():
+        return f"the last good checkpoint ({checkpoint_path}) is kept"
+    return (
+        f"no checkpoint was written yet (nothing at {checkpoint_path}); lower TRAIN.LR or check "
+        "the data, then start again"
+    )
 
 
 @dataclass
@@ -104,8 +116,36 @@ def build_scheduler(cfg: CfgNode, optimizer: torch.optim.Optimizer):
     ``e`` (0-based) ran at ``LR * factor**#{m : m <= e + 1}``. Milestones ``m - 1`` stepped at
     the end of each epoch give the same rates without stepping before the optimiser.
     """
-    milestones = [max(int(m) - 1, 1) for m in cfg.TRAIN.LR_STEP]
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, cfg.TRAIN.LR_FACTOR)
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, _milestones(cfg), cfg.TRAIN.LR_FACTOR)
+
+
+def _milestones(cfg: CfgNode) -> list[int]:
+    return [max(int(m) - 1, 1) for m in cfg.TRAIN.LR_STEP]
+
+
+def _adopt_new_schedule(
+    cfg: CfgNode, scheduler, optimizer: torch.optim.Optimizer, checkpoint: dict, logger
+) -> None:
+    """After a resume, follow this config's TRAIN.LR_STEP / LR_FACTOR / END_EPOCH rather than
+    the ones saved in the checkpoint, and say so; an unchanged schedule is left bit for bit."""
+    milestones, gamma = Counter(_milestones(cfg)), cfg.TRAIN.LR_FACTOR
+    saved_end = checkpoint.get("end_epoch")
+    if saved_end is not None and int(saved_end) != cfg.TRAIN.END_EPOCH:
+        logger.info("resume: TRAIN.END_EPOCH changed from %d to %d; training to epoch %d",
+                    int(saved_end), cfg.TRAIN.END_EPOCH, cfg.TRAIN.END_EPOCH)  # fmt: skip
+    if scheduler.milestones == milestones and scheduler.gamma == gamma:
+        return
+    before = sorted(scheduler.milestones.elements())
+    scheduler.milestones, scheduler.gamma = milestones, gamma
+    steps_taken = bisect.bisect_right(sorted(milestones.elements()), scheduler.last_epoch)
+    for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = base_lr * gamma**steps_taken
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    logger.info(
+        "resume: the LR schedule changed (milestones %s -> %s, factor %s); epoch %d runs at "
+        "lr %.2e under the new TRAIN.LR_STEP", before, sorted(scheduler.milestones.elements()),
+        scheduler.gamma, scheduler.last_epoch, optimizer.param_groups[0]["lr"],
+    )  # fmt: skip
 
 
 def _first_non_finite(model: nn.Module) -> str | None:
@@ -172,6 +212,7 @@ def fit(
                 f"MODEL.NUM_JOINTS, widths or TRAIN.OPTIMIZER?); move it away to start afresh: "
                 f"{error}"
             ) from error
+        _adopt_new_schedule(cfg, scheduler, optimizer, checkpoint, logger)
         if "scaler" in checkpoint and use_amp:
             scaler.load_state_dict(checkpoint["scaler"])
         if "rng" in checkpoint:
@@ -204,7 +245,7 @@ def fit(
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss is {loss.item()} at epoch {epoch}, batch {count}: training stopped; "
-                    f"the last good checkpoint ({checkpoint_path}) is kept"
+                    + _what_is_kept(checkpoint_path)
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -223,8 +264,7 @@ def fit(
         if broken is not None:
             raise TrainingDiverged(
                 f"{broken} holds NaN or infinite values after epoch {epoch} (the last optimiser "
-                f"step diverged): training stopped; the last good checkpoint ({checkpoint_path}) "
-                "is kept"
+                "step diverged): training stopped; " + _what_is_kept(checkpoint_path)
             )
         scheduler.step()
         train_loss = average(running / max(count, 1))
@@ -242,6 +282,7 @@ def fit(
             save_atomic(model.state_dict(), output_dir / BEST_NAME)
         state = {
             "epoch": epoch + 1,
+            "end_epoch": cfg.TRAIN.END_EPOCH,
             "model": cfg.MODEL.NAME,
             "state_dict": model.state_dict(),
             "optimizer": optimizer.state_dict(),

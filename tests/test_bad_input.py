@@ -148,12 +148,13 @@ def test_an_image_with_a_good_header_but_broken_pixels_is_named_when_read(tmp_pa
     """The up-front check reads headers only; what it cannot see fails by name on reading."""
     image = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
     encoded = cv2.imencode(".png", image)[1].tobytes()
-    path = tmp_path / "truncated.png"
-    path.write_bytes(encoded[: len(encoded) // 2])
+    path = tmp_path / "broken.png"  # complete (IEND kept), pixel data garbled in the middle
+    middle = len(encoded) // 2
+    path.write_bytes(encoded[:middle] + bytes(200) + encoded[middle + 200 :])
     sizes, bad = check_images([path])
     assert bad == [] and sizes.tolist() == [[WIDTH, HEIGHT]]
     dataset = BoxDataset(keypoint_cfg(tmp_path), [path], np.array([[10.0, 10.0, 40.0, 40.0]]))
-    with pytest.raises(ImageReadError, match=r"cannot decode image .*truncated\.png"):
+    with pytest.raises(ImageReadError, match=r"cannot decode image .*broken\.png"):
         dataset[0]
 
 

@@ -34,6 +34,7 @@ from common.metrics import (
 from common.motion_data import (
     IMAGE_COLUMN,
     DataFormatError,
+    check_utf8,
     keypoints_array,
     numeric_columns,
     read_keypoint_csv,
@@ -49,6 +50,7 @@ WORST_COUNT = 10
 def _header(path: Path) -> list[str]:
     if not path.is_file():
         raise DataFormatError(f"file not found: {path}")
+    check_utf8(path)
     with open(path, newline="", encoding="utf-8-sig") as handle:
         header = next(csv.reader(handle), None)
     if not header:
@@ -59,7 +61,9 @@ def _header(path: Path) -> list[str]:
 def _read_table(path: Path, id_column: str) -> pd.DataFrame:
     _header(path)
     try:
-        table = pd.read_csv(path, dtype={id_column: str}, encoding="utf-8-sig")
+        table = pd.read_csv(
+            path, dtype={id_column: str}, encoding="utf-8-sig", keep_default_na=False
+        )  # every name as written: no "NA" or "null" read as missing
     except (pd.errors.ParserError, ValueError) as error:
         raise DataFormatError(f"{path}: cannot parse as CSV: {error}") from error
     table.columns = [str(name).strip() for name in table.columns]
@@ -121,6 +125,34 @@ def _label_columns(columns: list[str], source: Path) -> dict[int, int]:
     return positions
 
 
+SUM_TOLERANCE = 1e-3  # how far a row's probabilities may sum from 1 (rounding in the file)
+
+
+def _check_distributions(
+    values: np.ndarray, ids: pd.Series, columns: list[str], pred: pd.DataFrame, source: Path
+) -> None:
+    """Refuse rows that are not probability distributions, naming the first bad row; a score
+    of a renormalised row would hide a broken submission."""
+    bad_cells = ~np.isfinite(values) | (values < 0) | (values > 1)
+    if bad_cells.any():
+        row, column = (int(v) for v in np.argwhere(bad_cells)[0])
+        got = pred[columns[column]].iloc[row]
+        got_text = "an empty cell" if got == "" else repr(got) if isinstance(got, str) else got
+        raise DataFormatError(
+            f"{source}: row {row + 1} ({ids.iloc[row]}), column {columns[column]!r}: expected a "
+            f"probability between 0 and 1, got {got_text}"
+        )
+    sums = values.sum(axis=1)
+    off = np.abs(sums - 1.0) > SUM_TOLERANCE
+    if off.any():
+        row = int(np.flatnonzero(off)[0])
+        raise DataFormatError(
+            f"{source}: row {row + 1} ({ids.iloc[row]}): probabilities sum to {sums[row]:.6g}, "
+            f"not 1 (tolerance {SUM_TOLERANCE}; {int(off.sum())} such rows); write one "
+            "probability distribution per row"
+        )
+
+
 def score_gesture(pred_path: str | Path, truth_path: str | Path) -> dict:
     """Multiclass log loss and accuracy of a gesture submission against ``test_answer.csv``."""
     truth_path, pred_path = Path(truth_path), Path(pred_path)
@@ -168,13 +200,7 @@ def score_gesture(pred_path: str | Path, truth_path: str | Path) -> dict:
     if extra:
         raise DataFormatError(f"{pred_path}: {len(extra)} rows not in the truth: {extra[:5]}")
     values = pred[columns[1:]].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
-    bad_cells = ~np.isfinite(values) | (values < 0)
-    if bad_cells.any():
-        row, column = (int(v) for v in np.argwhere(bad_cells)[0])
-        raise DataFormatError(
-            f"{pred_path}: row {row + 1} ({pred_ids.iloc[row]}), column {columns[column + 1]!r}: "
-            f"expected a probability >= 0, got {pred[columns[column + 1]].iloc[row]!r}"
-        )
+    _check_distributions(values, pred_ids, columns[1:], pred, pred_path)
     row_of = {name: index for index, name in enumerate(pred_ids)}
     probs = values[[row_of[name] for name in truth_ids]]
     label_index = np.array([positions[int(label)] for label in labels])

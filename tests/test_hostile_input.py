@@ -39,8 +39,8 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def forged_png(path: Path, width: int, height: int) -> Path:
     """A complete, tiny PNG whose header claims ``width`` x ``height`` RGB pixels."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
-                     + _chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _chunk(b"IEND", b""))  # fmt: skip
+    pixels = _chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + pixels + _chunk(b"IEND", b""))
     return path
 
 
@@ -137,7 +137,8 @@ def test_a_csv_that_is_not_utf8_is_refused_with_offset_and_line(tmp_path, capsys
     lines[2] = lines[2].replace(b"b.jpg", "bé.jpg".encode("latin-1"))
     path.write_bytes(b"\n".join(lines))
     offset = len(lines[0]) + len(lines[1]) + 2 + 1  # the byte after 'b' on line 3
-    with pytest.raises(DataFormatError, match=rf"result\.csv: not UTF-8 .*offset {offset} \(line 3\)"):
+    expected = rf"result\.csv: not UTF-8 .*offset {offset} \(line 3\)"
+    with pytest.raises(DataFormatError, match=expected):
         read_keypoint_csv(path)
     truth = tmp_path / "truth.csv"
     write_keypoint_csv(truth, ["a.jpg", "b.jpg"], np.zeros((2, 24, 2)))

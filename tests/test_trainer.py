@@ -186,3 +186,31 @@ def test_epoch_log_reports_the_share_of_time_spent_waiting_for_input(tmp_path, c
         line = next(r.getMessage() for r in caplog.records if "waiting for input" in r.getMessage())
         shares[name] = float(line.split("images/s, ")[1].split("%")[0])
     assert shares["slow"] > 80 and shares["slow"] > shares["fast"]
+
+
+def test_a_first_epoch_that_diverges_says_no_checkpoint_is_kept(tmp_path):
+    with pytest.raises(TrainingDiverged, match="no checkpoint was written yet") as error:
+        fit(cfg_for(3), toy_stage(poison_epoch=0), tmp_path, LOGGER)
+    assert "last good checkpoint" not in str(error.value)
+    assert not (tmp_path / "checkpoint.pth").exists()
+
+
+def test_resume_follows_a_changed_lr_schedule_and_end_epoch_and_says_so(tmp_path, caplog):
+    fit(cfg_for(2), toy_stage(), tmp_path, LOGGER)  # LR_STEP [2, 3]: epoch 2 would run at 1e-4
+    caplog.set_level(logging.INFO, logger="test")
+    cfg = cfg_for(5, AUTO_RESUME=True, **{"TRAIN.LR_STEP": "[4]"})
+    summary = fit(cfg, toy_stage(), tmp_path, LOGGER)
+    assert [h["epoch"] for h in summary["history"]] == [2, 3, 4]
+    text = caplog.text
+    assert "TRAIN.END_EPOCH changed from 2 to 5" in text
+    assert "the LR schedule changed (milestones [1, 2] -> [3]" in text
+    epochs = [r.getMessage().split() for r in caplog.records if r.getMessage().startswith("epoch")]
+    rates = [words[3] for words in epochs]
+    assert rates == ["1.00e-02", "1.00e-03", "1.00e-03"]  # as a fresh run with LR_STEP [4]
+
+
+def test_resume_with_an_unchanged_schedule_logs_no_change(tmp_path, caplog):
+    fit(cfg_for(2), toy_stage(), tmp_path, LOGGER)
+    caplog.set_level(logging.INFO, logger="test")
+    fit(cfg_for(2, AUTO_RESUME=True), toy_stage(), tmp_path, LOGGER)
+    assert "schedule changed" not in caplog.text and "END_EPOCH changed" not in caplog.text

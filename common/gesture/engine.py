@@ -489,19 +489,33 @@ def _train_fold(
     return best_probs, summary
 
 
-def _mean_metrics(per_fold: list[dict]) -> dict:
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def mean_metrics(per_fold: list[dict]) -> dict:
+    """The folds' mean of every number (dicts such as ``pairs`` recursively, over the keys all
+    folds share). A value that is None in some folds, such as the threshold of a refiner pair
+    that a fold could not fit (that fold did not refine the pair), is averaged over the folds
+    that have it, and ``<key>_folds`` says how many those were."""
     mean: dict = {}
     for key, value in per_fold[0].items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            mean[key] = float(np.mean([fold[key] for fold in per_fold]))
-        elif isinstance(value, dict):
-            shared = [fold[key] for fold in per_fold if isinstance(fold.get(key), dict)]
+        values = [fold.get(key) for fold in per_fold]
+        if isinstance(value, dict):
+            shared = [v for v in values if isinstance(v, dict)]
             common_keys = set.intersection(*(set(v) for v in shared))
             mean[key] = (
-                _mean_metrics([{k: v[k] for k in common_keys} for v in shared])
+                mean_metrics([{k: v[k] for k in common_keys} for v in shared])
                 if common_keys
                 else {}
             )
+            continue
+        numbers = [v for v in values if _is_number(v)]
+        if not numbers or any(v is not None and not _is_number(v) for v in values):
+            continue
+        mean[key] = float(np.mean(numbers))
+        if len(numbers) < len(values):
+            mean[f"{key}_folds"] = len(numbers)
     return mean
 
 
@@ -615,7 +629,7 @@ def fit_and_score_refiner(cfg: CfgNode, output_dir: Path, logger: logging.Logger
                 summary["stage_keypoints"] = scores
         results["folds"][str(fold)] = summary
         logger.info("fold %d: %s", fold, json.dumps(summary))
-    results["mean"] = _mean_metrics(list(results["folds"].values()))
+    results["mean"] = mean_metrics(list(results["folds"].values()))
     for source, keypoints in refiner_keypoints.items():
         thresholds = _fit_refiner(cfg, pairs, clips, widths, keypoints)
         # out of fold: all validation clips at once (each fold's own thresholds); the pairs'

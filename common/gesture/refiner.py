@@ -40,6 +40,7 @@ unless its leave-one-out record is significantly better than a coin (one-sided b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -48,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.gesture.data import POINTS_PER_HAND
+from common.gesture.data import POINTS_PER_HAND, GestureDataError
 from common.io import atomic_write_text
 
 THRESHOLDS_NAME = "refiner_thresholds.json"
@@ -364,19 +365,90 @@ def save_thresholds(
     return path
 
 
+def _field_problem(name: str, value: object) -> str | None:
+    """Why a saved group field is unusable (None if it is fine)."""
+    if name in ("group", "statistic"):
+        return None if isinstance(value, str) else "must be a string"
+    if name in ("static_values", "excluded_static_values", "moving_values"):
+        ok = isinstance(value, list) and all(_finite(v) for v in value)
+        return None if ok else "must be a list of finite numbers"
+    if name == "median_frames":
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        return None if ok else "must be a whole number >= 1"
+    if name == "in_sample_confidence" and value is None:
+        return None
+    if not _finite(value):
+        return "must be a finite number"
+    if name in ("confidence", "in_sample_confidence", "chance_p", "max_chance_p"):
+        return None if 0.0 <= value <= 1.0 else "must lie in [0, 1]"
+    return None
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _checked_group(group: str, fit: object, pairs: Sequence[RefinerPair]) -> GroupThreshold:
+    """One saved group as a :class:`GroupThreshold`, or ValueError naming the group and field:
+    a confidence outside [0, 1] or a non-finite threshold would give negative probabilities."""
+    if not isinstance(fit, dict):
+        raise ValueError(f"group {group!r}: not an object")
+    fields = {f.name: f for f in dataclasses.fields(GroupThreshold)}
+    unknown = sorted(set(fit) - set(fields))
+    if unknown:
+        raise ValueError(f"group {group!r}: unknown field {unknown[0]!r}")
+    for name, field in fields.items():
+        if name not in fit:
+            if field.default is dataclasses.MISSING:
+                raise ValueError(f"group {group!r}: field {name!r} is missing")
+            continue
+        problem = _field_problem(name, fit[name])
+        if problem:
+            raise ValueError(f"group {group!r}: field {name!r} {problem}, got {fit[name]!r}")
+    statistics = {pair.statistic for pair in pairs if pair.group == group}
+    if not statistics:
+        raise ValueError(f"group {group!r}: no refiner pair belongs to it")
+    if fit["group"] != group or statistics != {fit["statistic"]}:
+        raise ValueError(
+            f"group {group!r}: field 'group'/'statistic' ({fit['group']!r}, "
+            f"{fit['statistic']!r}) does not match its pairs' ({sorted(statistics)})"
+        )
+    return GroupThreshold(**fit)
+
+
+def _checked_pair(entry: object) -> RefinerPair:
+    if not isinstance(entry, dict):
+        raise ValueError(f"pair {entry!r}: not an object")
+    pair = RefinerPair(**entry)
+    for name in ("static_id", "moving_id"):
+        value = getattr(pair, name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"pair {entry!r}: field {name!r} must be a class id, got {value!r}")
+    if pair.statistic not in STATISTICS:
+        raise ValueError(f"pair {entry!r}: field 'statistic' must be one of {list(STATISTICS)}")
+    return pair
+
+
 def load_thresholds(path: str | Path) -> tuple[list[RefinerPair], dict[str, GroupThreshold], float]:
-    """(pairs, thresholds, reference_width) from :func:`save_thresholds`'s file."""
+    """(pairs, thresholds, reference_width) from :func:`save_thresholds`'s file, checked field
+    by field (ValueError naming the file, the pair or group and the field)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"refiner thresholds not found: {path} (written by training)")
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
-        pairs = [RefinerPair(**entry) for entry in content["pairs"]]
-        thresholds = {group: GroupThreshold(**fit) for group, fit in content["groups"].items()}
-        reference_width = float(content["reference_width"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: not a refiner thresholds file ({exc})") from exc
-    return pairs, thresholds, reference_width
+        pairs = [_checked_pair(entry) for entry in content["pairs"]]
+        thresholds = {
+            group: _checked_group(group, fit, pairs) for group, fit in content["groups"].items()
+        }
+        reference_width = content["reference_width"]
+        if not _finite(reference_width) or reference_width <= 0:
+            raise ValueError(
+                f"field 'reference_width' must be a positive number, got {reference_width!r}"
+            )
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise GestureDataError(f"{path}: not a refiner thresholds file ({exc})") from exc
+    return pairs, thresholds, float(reference_width)
 
 
 def refine(

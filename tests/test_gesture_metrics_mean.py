@@ -2,7 +2,7 @@
 
 import pytest
 
-from common.gesture.engine import mean_metrics
+from common.gesture.scoring import mean_metrics
 
 
 def _fold(accuracy: float, threshold: float | None, confidence: float | None) -> dict:

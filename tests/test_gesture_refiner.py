@@ -9,20 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.gesture.refiner import (
-    RefinerPair,
+from common.gesture.refiner import RefinerPair, parse_pairs, refine
+from common.gesture.refiner_statistics import clip_statistic, max_x_range, size_change, tip_x_range
+from common.gesture.refiner_thresholds import (
     chance_p_value,
-    clip_statistic,
     fit_thresholds,
     leave_one_out_confidence,
     load_thresholds,
-    max_x_range,
-    parse_pairs,
-    refine,
     rule_confidence,
     save_thresholds,
-    size_change,
-    tip_x_range,
 )
 from common.metrics import multiclass_logloss
 
@@ -211,7 +206,7 @@ def test_refiner_effect_on_logloss() -> None:
 
 
 def test_score_clips_reports_each_pair_with_and_without_the_rule() -> None:
-    from common.gesture.engine import score_clips
+    from common.gesture.scoring import score_clips
 
     pairs = _pairs()
     class_ids = [0, 10, 42, 67, 146, 163, 5]
@@ -410,7 +405,7 @@ def test_confidence_is_saved_and_loaded(tmp_path: Path) -> None:
 
 
 def test_score_clips_reports_the_calibrated_mode_and_confidences() -> None:
-    from common.gesture.engine import score_clips
+    from common.gesture.scoring import score_clips
 
     fitted = _index_and_fist_fit()
     class_ids = [0, 10, 42, 67, 146, 163, 5]

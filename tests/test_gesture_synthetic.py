@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.gesture.data import read_clips, read_pose_table, read_sample_submission
+from common.gesture.data import read_clips, read_pose_table
 from common.gesture.poses import build_flip_pairs
 from common.gesture.refiner_statistics import max_x_range, tip_x_range
+from common.gesture.submission import read_sample_submission
 from common.gesture.synthetic import (
     POSES,
     add_cli_arguments,

@@ -46,12 +46,13 @@ import _bootstrap  # noqa: F401
 import numpy as np
 
 from common.config import load_config
-from common.gesture.data import POINTS_PER_HAND, read_clips, read_test_answers
+from common.gesture.data import POINTS_PER_HAND, read_clips
 from common.gesture.files import THRESHOLD_FILES
 from common.gesture.hand_keypoints import TRAIN_LIST_NAME, read_stage_keypoints
 from common.gesture.refiner_folds import fit_and_score_refiner
 from common.gesture.refiner_statistics import clip_statistic
 from common.gesture.refiner_thresholds import load_thresholds
+from common.gesture.submission import read_test_answers
 from common.gesture.synthetic import add_data_arguments, generate_gesture_dataset
 from common.io import atomic_write_text, image_size
 from common.run_dir import output_dir_for

@@ -19,14 +19,7 @@ from torch import nn
 from yacs.config import CfgNode
 
 from common.checkpoint import load_safely
-from common.gesture.data import (
-    GestureClip,
-    GestureDataError,
-    read_clips,
-    read_sample_submission,
-    read_test_answers,
-    write_submission,
-)
+from common.gesture.data import GestureClip, GestureDataError, read_clips
 from common.gesture.files import (
     MODEL_NAME,
     RAW_SUBMISSION_NAME,
@@ -48,6 +41,7 @@ from common.gesture.model import build_classifier
 from common.gesture.refiner import GroupThreshold, RefinerPair, refine
 from common.gesture.refiner_thresholds import THRESHOLDS_NAME, load_thresholds
 from common.gesture.scoring import mean_by_clip, score_clips
+from common.gesture.submission import read_sample_submission, read_test_answers, write_submission
 from common.io import atomic_write_text
 
 

@@ -32,13 +32,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from common.gesture.data import (
-    IMAGE_PATH_COLUMN,
-    LABEL_PREFIX,
-    POSE_COLUMNS,
-    submission_image_path,
-)
+from common.gesture.data import POSE_COLUMNS
 from common.gesture.hand_keypoints import export_hand_tables
+from common.gesture.submission import IMAGE_PATH_COLUMN, LABEL_PREFIX, submission_image_path
 from common.io import atomic_path, atomic_write_bytes, atomic_write_text
 
 REFERENCE_WIDTH = 1920.0  # jitter and noise below are pixels of a 1920-wide frame

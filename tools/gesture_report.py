@@ -53,9 +53,9 @@ from common.gesture.refiner_folds import fit_and_score_refiner
 from common.gesture.refiner_statistics import clip_statistic
 from common.gesture.refiner_thresholds import load_thresholds
 from common.gesture.submission import read_test_answers
-from common.gesture.synthetic import add_data_arguments, generate_gesture_dataset
 from common.io import atomic_write_text, image_size
 from common.run_dir import output_dir_for
+from common.synthetic.gesture import add_data_arguments, generate_gesture_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 BBOX_CFG = ROOT / "experiments" / "bbox" / "tiny_cpu_hand_bbox.yaml"

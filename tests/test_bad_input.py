@@ -21,7 +21,7 @@ from torch import nn
 
 from common import stage_data
 from common.config import load_config
-from common.gesture.data import SubmissionLayout, write_submission
+from common.gesture.submission import SubmissionLayout, write_submission
 from common.io import ImageReadError, atomic_write_text, check_images, read_image
 from common.motion_data import (
     DataFormatError,

@@ -10,18 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.gesture.data import (
-    GestureDataError,
+from common.gesture.data import GestureDataError, list_frames, read_clips, read_pose_table
+from common.gesture.hand_keypoints import export_hand_tables, read_stage_keypoints
+from common.gesture.submission import (
     folder_from_image_path,
-    list_frames,
-    read_clips,
-    read_pose_table,
     read_sample_submission,
     read_test_answers,
     submission_image_path,
     write_submission,
 )
-from common.gesture.hand_keypoints import export_hand_tables, read_stage_keypoints
 from common.keypoints import HAND_KEYPOINTS, coordinate_columns
 
 

@@ -14,17 +14,15 @@ import torch
 
 from common.config import load_config
 from common.gesture.data import GestureDataError, read_clips
-from common.gesture.engine import (
-    WarmupOneCycle,
-    assign_folds,
-    fit_and_score_refiner,
-    predict_gesture,
-    train_gesture,
-)
+from common.gesture.folds import assign_folds
 from common.gesture.model import build_classifier
-from common.gesture.synthetic import generate_gesture_dataset
+from common.gesture.optim import WarmupOneCycle
+from common.gesture.prediction import predict_gesture
+from common.gesture.refiner_folds import fit_and_score_refiner
+from common.gesture.training import train_gesture
 from common.keypoints import HAND_KEYPOINTS, coordinate_columns
 from common.seed import seed_everything
+from common.synthetic.gesture import generate_gesture_dataset
 
 CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "gesture" / "tiny_cpu_gesture.yaml"
 

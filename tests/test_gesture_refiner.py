@@ -9,20 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.gesture.refiner import (
-    RefinerPair,
+from common.gesture.refiner import RefinerPair, parse_pairs, refine
+from common.gesture.refiner_statistics import clip_statistic, max_x_range, size_change, tip_x_range
+from common.gesture.refiner_thresholds import (
     chance_p_value,
-    clip_statistic,
     fit_thresholds,
     leave_one_out_confidence,
     load_thresholds,
-    max_x_range,
-    parse_pairs,
-    refine,
     rule_confidence,
     save_thresholds,
-    size_change,
-    tip_x_range,
 )
 from common.metrics import multiclass_logloss
 
@@ -211,7 +206,7 @@ def test_refiner_effect_on_logloss() -> None:
 
 
 def test_score_clips_reports_each_pair_with_and_without_the_rule() -> None:
-    from common.gesture.engine import score_clips
+    from common.gesture.scoring import score_clips
 
     pairs = _pairs()
     class_ids = [0, 10, 42, 67, 146, 163, 5]
@@ -410,7 +405,7 @@ def test_confidence_is_saved_and_loaded(tmp_path: Path) -> None:
 
 
 def test_score_clips_reports_the_calibrated_mode_and_confidences() -> None:
-    from common.gesture.engine import score_clips
+    from common.gesture.scoring import score_clips
 
     fitted = _index_and_fist_fit()
     class_ids = [0, 10, 42, 67, 146, 163, 5]
@@ -421,3 +416,72 @@ def test_score_clips_reports_the_calibrated_mode_and_confidences() -> None:
     assert scores["logloss_refined"] == pytest.approx(-np.log(0.625))
     assert scores["logloss_refined_by_mode"]["calibrated"] == scores["logloss_refined"]
     assert scores["pairs"]["index"]["confidence"] == pytest.approx(0.625)
+
+
+def _thresholds_file(tmp_path: Path, group: dict, pairs: list | None = None) -> Path:
+    """A thresholds file written from scratch (not by save_thresholds)."""
+    content = {
+        "reference_width": 1920,
+        "margin": 5.0,
+        "outlier_iqr": 0.0,
+        "pairs": pairs
+        if pairs is not None
+        else [{"static_id": 146, "moving_id": 163, "statistic": "size_change", "group": "fist"}],
+        "groups": {"fist": group},
+    }
+    path = tmp_path / "refiner_thresholds.json"
+    path.write_text(json.dumps(content))
+    return path
+
+
+_GOOD_GROUP = {
+    "group": "fist",
+    "statistic": "size_change",
+    "threshold": 12.0,
+    "static_max": 7.0,
+    "static_values": [3.0, 7.0],
+    "excluded_static_values": [],
+    "moving_values": [20.0],
+    "confidence": 0.75,
+}
+
+
+def test_a_handwritten_thresholds_file_is_read(tmp_path: Path) -> None:
+    pairs, fitted, reference_width = load_thresholds(_thresholds_file(tmp_path, _GOOD_GROUP))
+    assert [p.group for p in pairs] == ["fist"] and reference_width == 1920.0
+    assert fitted["fist"].confidence == 0.75 and fitted["fist"].median_frames == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"confidence": 1.5}, "confidence"),
+        ({"confidence": -0.1}, "confidence"),
+        ({"threshold": float("nan")}, "threshold"),
+        ({"threshold": float("inf")}, "threshold"),
+        ({"threshold": "12"}, "threshold"),
+        ({"chance_p": 2.0}, "chance_p"),
+        ({"median_frames": 0}, "median_frames"),
+        ({"confidence": None}, "confidence"),
+    ],
+)
+def test_thresholds_file_with_a_bad_field_is_refused(
+    tmp_path: Path, change: dict, field: str
+) -> None:
+    from common.gesture.data import GestureDataError
+
+    path = _thresholds_file(tmp_path, {**_GOOD_GROUP, **change})
+    with pytest.raises(GestureDataError, match=rf"{path}.*group 'fist': field '{field}'"):
+        load_thresholds(path)
+
+
+def test_thresholds_file_with_a_missing_field_or_unknown_pair_is_refused(tmp_path: Path) -> None:
+    missing = {k: v for k, v in _GOOD_GROUP.items() if k != "threshold"}
+    with pytest.raises(ValueError, match="group 'fist': field 'threshold' is missing"):
+        load_thresholds(_thresholds_file(tmp_path, missing))
+    other = [{"static_id": 0, "moving_id": 42, "statistic": "tip_x_range", "group": "index"}]
+    with pytest.raises(ValueError, match="group 'fist': no refiner pair belongs to it"):
+        load_thresholds(_thresholds_file(tmp_path, _GOOD_GROUP, other))
+    unknown_statistic = [{**other[0], "statistic": "speed", "group": "fist"}]
+    with pytest.raises(ValueError, match="field 'statistic' must be one of"):
+        load_thresholds(_thresholds_file(tmp_path, _GOOD_GROUP, unknown_statistic))

@@ -12,8 +12,8 @@ import pytest
 from common.config import load_config
 from common.gesture.data import read_clips
 from common.gesture.hand_keypoints import TEST_TABLE_NAME, TRAIN_LIST_NAME, TRAIN_TABLE_NAME, main
-from common.gesture.synthetic import generate_gesture_dataset
 from common.keypoints import HAND_KEYPOINTS, keypoint_set
+from common.synthetic.gesture import generate_gesture_dataset
 from tests.conftest import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,17 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.gesture.data import read_clips, read_pose_table, read_sample_submission
+from common.gesture.data import read_clips, read_pose_table
 from common.gesture.poses import build_flip_pairs
-from common.gesture.refiner import max_x_range, tip_x_range
-from common.gesture.synthetic import (
-    POSES,
-    add_cli_arguments,
-    generate_gesture_dataset,
-    hand_shape_points,
-    render_clip,
-    run_from_args,
-)
+from common.gesture.refiner_statistics import max_x_range, tip_x_range
+from common.gesture.submission import read_sample_submission
+from common.synthetic.gesture import add_cli_arguments, generate_gesture_dataset, run_from_args
+from common.synthetic.hands import POSES, hand_shape_points, render_clip
 
 
 def _digest(root: Path) -> str:

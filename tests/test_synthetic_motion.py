@@ -19,15 +19,9 @@ from common.motion_data import (
     parse_motion_filename,
     read_keypoint_csv,
 )
-from common.synthetic.motion import (
-    BONES,
-    STATS_PATH,
-    FigureStyle,
-    J,
-    generate_motion_dataset,
-    load_motion_stats,
-    render_figure,
-)
+from common.synthetic.motion import generate_motion_dataset
+from common.synthetic.motion_drawing import FigureStyle, render_figure
+from common.synthetic.motion_sequences import BONES, STATS_PATH, J, load_motion_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 160, 90
@@ -308,4 +302,4 @@ def test_gesture_subcommand_reports_a_missing_module(
 
     monkeypatch.setattr(make_synthetic.importlib, "import_module", refuse)
     assert make_synthetic.main(["gesture", "--out", "x"]) == 2
-    assert "common.gesture.synthetic" in capsys.readouterr().err
+    assert "common.synthetic.gesture" in capsys.readouterr().err

@@ -26,7 +26,7 @@ from common.motion_data import (
     parse_motion_filename,
     read_keypoint_csv,
 )
-from common.synthetic.motion import (
+from common.synthetic.motion_sequences import (
     BONES,
     CAMERAS,
     STATS_PATH,

@@ -46,13 +46,16 @@ import _bootstrap  # noqa: F401
 import numpy as np
 
 from common.config import load_config
-from common.gesture.data import POINTS_PER_HAND, read_clips, read_test_answers
-from common.gesture.engine import THRESHOLD_FILES, fit_and_score_refiner
+from common.gesture.data import POINTS_PER_HAND, read_clips
+from common.gesture.files import THRESHOLD_FILES
 from common.gesture.hand_keypoints import TRAIN_LIST_NAME, read_stage_keypoints
-from common.gesture.refiner import clip_statistic, load_thresholds
-from common.gesture.synthetic import add_data_arguments, generate_gesture_dataset
+from common.gesture.refiner_folds import fit_and_score_refiner
+from common.gesture.refiner_statistics import clip_statistic
+from common.gesture.refiner_thresholds import load_thresholds
+from common.gesture.submission import read_test_answers
 from common.io import atomic_write_text, image_size
 from common.run_dir import output_dir_for
+from common.synthetic.gesture import add_data_arguments, generate_gesture_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 BBOX_CFG = ROOT / "experiments" / "bbox" / "tiny_cpu_hand_bbox.yaml"

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-GESTURE_MODULE = "common.gesture.synthetic"
+GESTURE_MODULE = "common.synthetic.gesture"
 
 
 def add_motion_arguments(parser: argparse.ArgumentParser) -> None:

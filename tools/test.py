@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> Path:
     logger, _, _ = create_logger(cfg, args.cfg, "test", output_dir=output_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if cfg.TASK == "gesture":
-        from common.gesture.engine import predict_gesture
+        from common.gesture.prediction import predict_gesture
 
         return predict_gesture(cfg, output_dir, logger)
     engine = stage_engine(cfg.TASK)

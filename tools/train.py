@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
                 args.cfg, output_dir, tb_dir, world_size())  # fmt: skip
 
     if cfg.TASK == "gesture":
-        from common.gesture.engine import train_gesture
+        from common.gesture.training import train_gesture
 
         return train_gesture(cfg, output_dir, logger)
     engine = stage_engine(cfg.TASK)

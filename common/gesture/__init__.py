@@ -1,8 +1,14 @@
 """Hand gesture classification (the Egovision competition): data, crops, classifier, refiner.
 
-Modules: ``data`` (folder/JSON/CSV readers and the submission writer), ``poses`` (pose table and
-the left/right flip mapping), ``crops`` (keypoint crops and augmentation), ``refiner`` (rule-based
-correction of confusable pairs), ``hand_keypoints`` (hand tables for the two HRNet stages),
-``synthetic`` (a rendered stand-in data set), ``model`` (the timm classifier) and ``engine``
-(training and prediction, called by tools/train.py and tools/test.py for ``TASK: gesture``).
+Modules: ``data`` (folder, JSON and pose-table readers), ``submission`` (sample submission, test
+answers and the submission writer), ``poses`` (the left/right flip mapping), ``crops`` (keypoint
+crops and augmentation), ``frames`` (the frames data set, its loader and the models' softmax),
+``folds`` (cross-validation folds), ``optim`` (optimiser and LR schedule), ``model`` (the timm
+classifier), ``training`` (:func:`train_gesture`, called by tools/train.py for ``TASK:
+gesture``), ``scoring`` (clip scores and their fold means), ``refiner`` (rule-based correction of
+confusable pairs) with ``refiner_statistics`` and ``refiner_thresholds``, ``refiner_folds``
+(fitting and scoring the refiner on the trained folds), ``prediction`` (:func:`predict_gesture`,
+called by tools/test.py), ``files`` (the run's file names and the config's data paths),
+``hand_keypoints`` (hand tables for the two HRNet stages). The synthetic stand-in data set is
+written by ``common.synthetic``.
 """

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,23 @@ def main(argv: list[str] | None = None) -> int:
     paths = export_hand_tables(args.root, args.train_dir, args.test_dir)
     print("wrote " + ", ".join(str(path) for path in paths))
     return 0
+
+
+def stage_keypoints_of_clips(
+    result_csv: str | Path, clips: Sequence[GestureClip], split: str
+) -> dict[str, list[np.ndarray]]:
+    """{folder: frames} of stage two's result.csv, which must cover every frame of the clips."""
+    stage = read_stage_keypoints(result_csv)
+    keypoints = {}
+    for clip in clips:
+        if clip.folder not in stage or len(stage[clip.folder]) != clip.num_frames:
+            found = len(stage[clip.folder]) if clip.folder in stage else 0
+            raise GestureDataError(
+                f"{result_csv}: {split} folder {clip.folder} has {clip.num_frames} frames "
+                f"but {found} keypoint rows"
+            )
+        keypoints[clip.folder] = list(stage[clip.folder])
+    return keypoints
 
 
 if __name__ == "__main__":

@@ -1,46 +1,185 @@
-"""Keypoint definitions of the two data sets: names, order, flip pairs, body halves."""
+"""Keypoint sets as data: names in order, flip pairs, skeleton, body halves and OKS sigmas.
+
+A set is declared once, in a YAML or JSON file (the built-in ones in ``common/keypoint_sets/``)::
+
+    names: [a, b, ...]            # in the order of the model's heatmaps and the CSV columns
+    flip_pairs: [[left_x, right_x], ...]   # by name; a joint in at most one pair
+    skeleton: [[a, b], ...]       # by name; lines drawn in pictures
+    upper_body: [a, ...]          # by name; the rest is the lower half (half-body augmentation)
+    sigmas: [0.026, ...]          # one per keypoint, > 0: the OKS falloff of the evaluation
+    joint_weights: [1.0, ...]     # optional, one per keypoint, >= 0: loss weights
+
+and read with ``load_keypoint_set('motion24' | 'hand21' | 'coco17' | path)``.
+"""
 
 from __future__ import annotations
 
-MOTION_KEYPOINTS: tuple[str, ...] = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee",
-    "left_ankle", "right_ankle", "neck", "left_palm", "right_palm",
-    "spine2(back)", "spine1(waist)", "left_instep", "right_instep",
-)  # fmt: skip
-MOTION_FLIP_PAIRS: tuple[tuple[int, int], ...] = (
-    (1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (18, 19), (22, 23),
-)  # fmt: skip
-MOTION_UPPER_BODY: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 17, 18, 19, 20, 21)
-MOTION_LOWER_BODY: tuple[int, ...] = (11, 12, 13, 14, 15, 16, 22, 23)
-# Lines drawn for the skeleton in pictures and in the synthetic renderer.
-MOTION_SKELETON: tuple[tuple[int, int], ...] = (
-    (0, 1), (0, 2), (1, 3), (2, 4), (0, 17), (17, 5), (17, 6), (5, 7), (7, 9), (9, 18),
-    (6, 8), (8, 10), (10, 19), (17, 20), (20, 21), (21, 11), (21, 12), (11, 13), (13, 15),
-    (15, 22), (12, 14), (14, 16), (16, 23),
-)  # fmt: skip
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
-# One hand, in the usual 21-point order: wrist, then four points per finger from the base out.
-HAND_KEYPOINTS: tuple[str, ...] = ("wrist",) + tuple(
-    f"{finger}_{joint}"
-    for finger in ("thumb", "index", "middle", "ring", "pinky")
-    for joint in (1, 2, 3, 4)
-)
-# A mirrored hand keeps its joint names (the image of a left hand looks like a right hand), so
-# flipping swaps no joints.
-HAND_FLIP_PAIRS: tuple[tuple[int, int], ...] = ()
-# The "halves" of the half-body augmentation: the fingers beyond their bases, and the palm
-# (wrist and the five finger bases); together they hold every joint once.
-HAND_FINGERS: tuple[int, ...] = tuple(
-    base + joint for base in (1, 5, 9, 13, 17) for joint in (1, 2, 3)
-)
-HAND_PALM: tuple[int, ...] = (0, 1, 5, 9, 13, 17)
-HAND_SKELETON: tuple[tuple[int, int], ...] = tuple(
-    pair
-    for base in (1, 5, 9, 13, 17)
-    for pair in ((0, base), (base, base + 1), (base + 1, base + 2), (base + 2, base + 3))
-)
+import yaml
+
+SET_DIR = Path(__file__).resolve().parent / "keypoint_sets"
+BUILTIN_SETS = ("motion24", "hand21", "coco17")
+_FIELDS = ("names", "flip_pairs", "skeleton", "upper_body", "sigmas", "joint_weights")
+
+
+class KeypointSetError(ValueError):
+    """A keypoint-set file is missing, unreadable or inconsistent."""
+
+
+@dataclass(frozen=True)
+class KeypointSet:
+    """One keypoint set; pairs and body halves hold indices into ``names``."""
+
+    name: str
+    names: tuple[str, ...]
+    flip_pairs: tuple[tuple[int, int], ...]
+    skeleton: tuple[tuple[int, int], ...]
+    upper_body: tuple[int, ...]
+    lower_body: tuple[int, ...]
+    sigmas: tuple[float, ...]
+    joint_weights: tuple[float, ...] | None = None
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.names)
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise KeypointSetError(
+            f"keypoint set file not found: {path} (give {', '.join(BUILTIN_SETS)} or a path to "
+            "a YAML/JSON file)"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
+        raise KeypointSetError(f"{path}: cannot read as YAML/JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise KeypointSetError(f"{path}: expected a mapping with fields {', '.join(_FIELDS)}")
+    return data
+
+
+def _index_of(names: tuple[str, ...], item: Any, source: str, field: str) -> int:
+    if not isinstance(item, str) or item not in names:
+        raise KeypointSetError(f"{source}: field '{field}': unknown keypoint name {item!r}")
+    return names.index(item)
+
+
+def _pairs(data: dict, names: tuple[str, ...], source: str, field: str) -> tuple:
+    raw = data.get(field) or []
+    if not isinstance(raw, list):
+        raise KeypointSetError(f"{source}: field '{field}': expected a list of name pairs")
+    pairs = []
+    for item in raw:
+        if not isinstance(item, list) or len(item) != 2:
+            raise KeypointSetError(
+                f"{source}: field '{field}': expected a pair of names, got {item!r}"
+            )
+        a, b = (_index_of(names, name, source, field) for name in item)
+        if a == b:
+            raise KeypointSetError(f"{source}: field '{field}': {item!r} pairs a joint with itself")
+        pairs.append((a, b))
+    return tuple(pairs)
+
+
+def _numbers(
+    data: dict, field: str, count: int, source: str, positive: bool
+) -> tuple[float, ...] | None:
+    raw = data.get(field)
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != count:
+        got = len(raw) if isinstance(raw, list) else type(raw).__name__
+        raise KeypointSetError(
+            f"{source}: field '{field}': expected a list of {count} numbers (one per keypoint), "
+            f"got {got}"
+        )
+    for index, value in enumerate(raw):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or (value <= 0 if positive else value < 0) or value != value:
+            need = "> 0" if positive else ">= 0"
+            raise KeypointSetError(
+                f"{source}: field '{field}': value {index} ({value!r}) must be a number {need}"
+            )
+    return tuple(float(value) for value in raw)
+
+
+def parse_keypoint_set(data: dict, source: str, name: str) -> KeypointSet:
+    """Validate the fields of a keypoint-set mapping; errors name ``source`` and the field."""
+    unknown = sorted(set(data) - set(_FIELDS))
+    if unknown:
+        raise KeypointSetError(f"{source}: unknown fields {unknown} (known: {', '.join(_FIELDS)})")
+    raw_names = data.get("names")
+    if not isinstance(raw_names, list) or not raw_names:
+        raise KeypointSetError(f"{source}: field 'names': expected a non-empty list of names")
+    if not all(isinstance(item, str) and item.strip() for item in raw_names):
+        raise KeypointSetError(f"{source}: field 'names': every name must be a non-empty string")
+    names = tuple(raw_names)
+    duplicated = sorted({item for item in names if names.count(item) > 1})
+    if duplicated:
+        raise KeypointSetError(f"{source}: field 'names': duplicated names {duplicated}")
+    flip_pairs = _pairs(data, names, source, "flip_pairs")
+    paired = [index for pair in flip_pairs for index in pair]
+    twice = sorted({names[index] for index in paired if paired.count(index) > 1})
+    if twice:
+        raise KeypointSetError(f"{source}: field 'flip_pairs': joints paired twice: {twice}")
+    skeleton = _pairs(data, names, source, "skeleton")
+    raw_upper = data.get("upper_body") or []
+    if not isinstance(raw_upper, list):
+        raise KeypointSetError(f"{source}: field 'upper_body': expected a list of names")
+    upper = sorted({_index_of(names, item, source, "upper_body") for item in raw_upper})
+    if "sigmas" not in data:
+        raise KeypointSetError(f"{source}: field 'sigmas': missing (one OKS sigma per keypoint)")
+    return KeypointSet(
+        name=name,
+        names=names,
+        flip_pairs=flip_pairs,
+        skeleton=skeleton,
+        upper_body=tuple(upper),
+        lower_body=tuple(index for index in range(len(names)) if index not in upper),
+        sigmas=_numbers(data, "sigmas", len(names), source, positive=True),
+        joint_weights=_numbers(data, "joint_weights", len(names), source, positive=False),
+    )
+
+
+@lru_cache(maxsize=len(BUILTIN_SETS))
+def _builtin(spec: str) -> KeypointSet:
+    path = SET_DIR / f"{spec}.yaml"
+    return parse_keypoint_set(_read(path), str(path), spec)
+
+
+def load_keypoint_set(spec: str | Path) -> KeypointSet:
+    """The keypoint set named ``spec`` (``motion24``, ``hand21``, ``coco17``) or in a file
+    (read afresh each call, so an edited user file is seen)."""
+    if str(spec) in BUILTIN_SETS:
+        return _builtin(str(spec))
+    path = Path(spec)
+    return parse_keypoint_set(_read(path), str(path), path.stem)
+
+
+def check_num_joints(kp_set: KeypointSet, num_joints: int, key: str = "MODEL.NUM_JOINTS") -> None:
+    """Refuse a model whose joint count differs from the keypoint set's."""
+    if num_joints != kp_set.num_joints:
+        raise KeypointSetError(
+            f"{key} is {num_joints} but keypoint set '{kp_set.name}' has {kp_set.num_joints} "
+            f"keypoints: set {key} {kp_set.num_joints} or choose the matching keypoint set"
+        )
+
+
+_MOTION = load_keypoint_set("motion24")
+_HAND = load_keypoint_set("hand21")
+MOTION_KEYPOINTS: tuple[str, ...] = _MOTION.names
+MOTION_FLIP_PAIRS: tuple[tuple[int, int], ...] = _MOTION.flip_pairs
+MOTION_UPPER_BODY: tuple[int, ...] = _MOTION.upper_body
+MOTION_LOWER_BODY: tuple[int, ...] = _MOTION.lower_body
+MOTION_SKELETON: tuple[tuple[int, int], ...] = _MOTION.skeleton
+HAND_KEYPOINTS: tuple[str, ...] = _HAND.names
 
 
 def coordinate_columns(names: tuple[str, ...] = MOTION_KEYPOINTS) -> list[str]:
@@ -49,21 +188,14 @@ def coordinate_columns(names: tuple[str, ...] = MOTION_KEYPOINTS) -> list[str]:
 
 
 def keypoint_set(num_joints: int) -> dict:
-    """Names, flip pairs and body halves for a joint count (24 motion, 21 hand)."""
-    if num_joints == len(MOTION_KEYPOINTS):
-        return {
-            "names": MOTION_KEYPOINTS,
-            "flip_pairs": MOTION_FLIP_PAIRS,
-            "upper_body": MOTION_UPPER_BODY,
-            "lower_body": MOTION_LOWER_BODY,
-            "skeleton": MOTION_SKELETON,
-        }
-    if num_joints == len(HAND_KEYPOINTS):
-        return {
-            "names": HAND_KEYPOINTS,
-            "flip_pairs": HAND_FLIP_PAIRS,
-            "upper_body": HAND_FINGERS,
-            "lower_body": HAND_PALM,
-            "skeleton": HAND_SKELETON,
-        }
+    """Names, flip pairs, body halves and skeleton for a joint count (24 motion, 21 hand)."""
+    for kp_set in (_MOTION, _HAND):
+        if kp_set.num_joints == num_joints:
+            return {
+                "names": kp_set.names,
+                "flip_pairs": kp_set.flip_pairs,
+                "upper_body": kp_set.upper_body,
+                "lower_body": kp_set.lower_body,
+                "skeleton": kp_set.skeleton,
+            }
     raise ValueError(f"no keypoint set has {num_joints} joints (motion has 24, hands 21)")

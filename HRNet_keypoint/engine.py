@@ -14,7 +14,7 @@ from common.checkpoint import BEST_NAME
 from common.io import read_image
 from common.keypoints import coordinate_columns, keypoint_set
 from common.metrics import rmse
-from common.motion_data import read_box_annotations, write_keypoint_csv
+from common.motion_data import check_predictions, read_box_annotations, write_keypoint_csv
 from common.stage_data import (
     KeypointTable,
     dataset_root,
@@ -169,6 +169,7 @@ def run_test(
     coords = predict_boxes(model, cfg, paths, boxes, device, images=images)
     kp_names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
     result = output_dir / "result.csv"
+    check_predictions(result, names, coords)
     write_keypoint_csv(result, names, coords, kp_names)
     logger.info(
         "wrote %s: %d images x %d columns (flip test %s)",

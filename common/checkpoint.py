@@ -7,6 +7,7 @@ previous good file. Files are read with ``weights_only=True``: a checkpoint is d
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,14 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def first_non_finite(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or inf, or None."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return name
+    return None
+
+
 def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read ``checkpoint.pth`` and check it has what a resume needs."""
     checkpoint = load_safely(path)
@@ -75,5 +84,11 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path} is not a training checkpoint of this project: expected keys "
             f"{list(CHECKPOINT_KEYS)}, found {found}"
+        )
+    bad = first_non_finite(checkpoint["state_dict"])
+    if bad is not None:
+        raise CheckpointError(
+            f"{path}: tensor {bad} holds NaN or infinite values, so the run cannot resume from "
+            "it; move it away to start afresh"
         )
     return checkpoint

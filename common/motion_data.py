@@ -9,6 +9,7 @@ original image; box files (``test_annotation.pkl``) are pickled lists of dicts w
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import pickle
 import re
@@ -26,6 +27,10 @@ from common.keypoints import MOTION_KEYPOINTS, coordinate_columns
 IMAGE_COLUMN = "image"
 BOX_FIELDS = ("filename", "bbox", "width", "height", "area")
 _SHOW = 5  # how many offending names an error message lists
+
+
+_LOG = logging.getLogger(__name__)
+COLLAPSED_SPREAD = 1.0  # px: all of an image's keypoints closer than this means no pose
 
 
 class DataFormatError(ValueError):
@@ -175,6 +180,26 @@ def write_keypoint_csv(
     frame.insert(0, IMAGE_COLUMN, [str(name) for name in image_names])
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def check_predictions(path: str | Path, image_names: Sequence[str], keypoints: np.ndarray) -> None:
+    """Refuse NaN or inf coordinates and warn when every keypoint of an image is on one point:
+    both come from broken weights or inputs, and a file of them would still be scored."""
+    bad = np.flatnonzero(~np.isfinite(keypoints).all(axis=(1, 2)))
+    if bad.size:
+        raise DataFormatError(
+            f"{path} not written: the predictions of {bad.size} images are NaN or infinite "
+            f"({_first([image_names[i] for i in bad])}); check the model's weights and inputs"
+        )
+    if keypoints.shape[1] > 1:
+        spread = np.ptp(keypoints, axis=1).max(axis=1)
+        collapsed = np.flatnonzero(spread < COLLAPSED_SPREAD)
+        if collapsed.size:
+            _LOG.warning(
+                "%s: every keypoint of %d of %d images lies on one point (%s): the model "
+                "predicts no pose; check its weights", path, collapsed.size, len(image_names),
+                _first([image_names[i] for i in collapsed]),
+            )  # fmt: skip
 
 
 def validate_submission(

@@ -28,6 +28,7 @@ from common.checkpoint import (
     CHECKPOINT_NAME,
     FINAL_NAME,
     CheckpointError,
+    first_non_finite,
     load_training_checkpoint,
     restore_rng_state,
     rng_state,
@@ -148,14 +149,6 @@ def _adopt_new_schedule(
     )  # fmt: skip
 
 
-def _first_non_finite(model: nn.Module) -> str | None:
-    """The name of the first weight or buffer holding NaN or inf, or None."""
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            return name
-    return None
-
-
 def _amp_dtype(name: str) -> torch.dtype:
     """``TRAIN.AMP_DTYPE`` as a torch dtype; only the two autocast types are accepted."""
     dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -260,7 +253,7 @@ def fit(
         epoch_seconds = max(time.perf_counter() - epoch_start, 1e-9)
         images_per_second = samples / epoch_seconds
         wait_share = input_wait / epoch_seconds
-        broken = _first_non_finite(model)
+        broken = first_non_finite(model.state_dict())
         if broken is not None:
             raise TrainingDiverged(
                 f"{broken} holds NaN or infinite values after epoch {epoch} (the last optimiser "

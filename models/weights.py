@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.checkpoint import first_non_finite
+
 _LOG = logging.getLogger(__name__)
 # Wrappers around a state dict, in the order they are tried (official checkpoint.pth,
 # then other trainers' dicts).
@@ -26,6 +28,10 @@ _SHOWN = 10  # key names listed per kind in error messages
 
 class CheckpointError(ValueError):
     """A file (or object) is not a readable state dict."""
+
+
+class NonFiniteWeightsError(CheckpointError):
+    """A checkpoint's weights hold NaN or inf."""
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -82,10 +88,20 @@ def _as_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
     return state
 
 
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse weights with NaN or inf: a model built on them predicts garbage without failing."""
+    bad = first_non_finite(state)
+    if bad is not None:
+        raise NonFiniteWeightsError(
+            f"{source}: tensor {bad} holds NaN or infinite values (a diverged or damaged "
+            "training run); use an earlier checkpoint or train again")
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A checkpoint file's parameters as a plain ``{name: tensor}`` dict on the CPU.
 
-    Only tensors and plain containers are unpickled (``weights_only``).
+    Only tensors and plain containers are unpickled (``weights_only``); weights with NaN or
+    inf are refused.
     """
     path = Path(path)
     if not path.is_file():
@@ -97,7 +113,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint of tensors ({type(err).__name__}: "
             f"{_load_error_reason(err)})") from err
-    return _as_state_dict(obj, str(path))
+    state = _as_state_dict(obj, str(path))
+    check_finite(state, str(path))
+    return state
 
 
 def _load_error_reason(err: Exception) -> str:

@@ -11,6 +11,7 @@ files as the two-step way: ``DIR1/test_annotation.pkl`` and ``DIR2/result.csv``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -25,8 +26,13 @@ from common.config import load_config
 from common.io import atomic_write_text, read_image
 from common.keypoints import keypoint_set
 from common.metrics import box_iou, mean_pose_prediction, rmse
-from common.motion_data import keypoints_array, read_keypoint_csv, write_keypoint_csv
-from common.run_dir import create_logger
+from common.motion_data import (
+    check_predictions,
+    keypoints_array,
+    read_keypoint_csv,
+    write_keypoint_csv,
+)
+from common.run_dir import create_logger, lock_run_folder
 from common.seed import seed_everything
 from common.stage_data import (
     dataset_root,
@@ -88,6 +94,7 @@ def run_chain(
     box_file = bbox_engine.write_test_annotation(bbox_output, names, boxes, sizes)
     result = keypoint_output / "result.csv"
     kp_names = keypoint_set(joints)["names"]
+    check_predictions(result, names, coords)
     write_keypoint_csv(result, names, coords, kp_names)
     logger.info("wrote %s and %s", box_file, result)
     summary: dict = {"box_file": str(box_file), "result": str(result), "images": len(names)}
@@ -127,8 +134,11 @@ def main(argv: list[str] | None = None) -> dict:
     logger, _, _ = create_logger(keypoint_cfg, args.keypoint_cfg, "pipeline",
                                  output_dir=args.keypoint_output)  # fmt: skip
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    summary = run_chain(bbox_cfg, args.bbox_output, keypoint_cfg, args.keypoint_output, device,
-                        logger, args.truth, args.compare_gt_boxes)  # fmt: skip
+    with contextlib.ExitStack() as locks:
+        for folder in dict.fromkeys(f.resolve() for f in (args.bbox_output, args.keypoint_output)):
+            locks.enter_context(lock_run_folder(folder, logger))
+        summary = run_chain(bbox_cfg, args.bbox_output, keypoint_cfg, args.keypoint_output,
+                            device, logger, args.truth, args.compare_gt_boxes)  # fmt: skip
     if "rmse" in summary:
         print(f"box IoU (predicted vs truth extent): {summary['box_iou']:.3f}")
         print(f"mean-pose baseline (in true boxes):  {summary['mean_pose_rmse']:.2f} px")

@@ -14,7 +14,7 @@ import _bootstrap  # noqa: F401
 import torch
 
 from common.config import load_config
-from common.run_dir import create_logger
+from common.run_dir import create_logger, lock_run_folder
 from common.seed import seed_everything
 from common.stage_data import stage_engine
 
@@ -36,12 +36,13 @@ def main(argv: list[str] | None = None) -> Path:
         raise FileNotFoundError(f"--output_path {output_dir} does not exist: train first")
     logger, _, _ = create_logger(cfg, args.cfg, "test", output_dir=output_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if cfg.TASK == "gesture":
-        from common.gesture.prediction import predict_gesture
+    with lock_run_folder(output_dir, logger):
+        if cfg.TASK == "gesture":
+            from common.gesture.prediction import predict_gesture
 
-        return predict_gesture(cfg, output_dir, logger)
-    engine = stage_engine(cfg.TASK)
-    return engine.run_test(cfg, output_dir, logger, device)
+            return predict_gesture(cfg, output_dir, logger)
+        engine = stage_engine(cfg.TASK)
+        return engine.run_test(cfg, output_dir, logger, device)
 
 
 if __name__ == "__main__":

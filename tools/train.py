@@ -10,15 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 
 import _bootstrap  # noqa: F401
 from tensorboardX import SummaryWriter
 
 from common.checkpoint import BEST_NAME
 from common.config import load_config, str2bool
-from common.distributed import cleanup, init_distributed, is_main_process, world_size
+from common.distributed import (
+    barrier,
+    cleanup,
+    init_distributed,
+    is_main_process,
+    world_size,
+)
 from common.io import atomic_write_text
-from common.run_dir import create_logger
+from common.run_dir import create_logger, lock_run_folder, prepare_run_folder
 from common.seed import seed_everything
 from common.splits import make_splits
 from common.stage_data import load_training_table, split_groups, stage_engine
@@ -31,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cfg", required=True, help="experiment YAML")
     parser.add_argument("--test_option", type=str2bool, default=False,
                         help="True: hold out 10%% as a test split before the validation split")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run's files in the output folder")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser.parse_args(argv)
 
@@ -44,8 +53,18 @@ def main(argv: list[str] | None = None) -> dict:
     logger, output_dir, tb_dir = create_logger(cfg, args.cfg, "train")
     if not main_process:
         logger.setLevel(logging.WARNING)
-    else:
+        barrier()  # the first process has checked (or cleared) the folder
+        return _train(args, cfg, logger, output_dir, tb_dir, device)
+    with lock_run_folder(output_dir, logger):
+        prepare_run_folder(output_dir, cfg.AUTO_RESUME, args.overwrite, logger)
+        barrier()
         atomic_write_text(output_dir / "config.yaml", cfg.dump())
+        return _train(args, cfg, logger, output_dir, tb_dir, device)
+
+
+def _train(args: argparse.Namespace, cfg, logger: logging.Logger, output_dir: Path,
+           tb_dir: Path, device) -> dict:
+    main_process = is_main_process()
     logger.info("config %s, output %s, TensorBoard %s, %d process(es)",
                 args.cfg, output_dir, tb_dir, world_size())  # fmt: skip
 

@@ -1,0 +1,151 @@
+"""Hostile runs through the tools: weights with NaN, predictions that are NaN or collapsed, a
+second run into a locked folder and a new run over a finished one (issue 15, cases 1, 2, 8)."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.checkpoint import CheckpointError, load_training_checkpoint, save_atomic
+from common.config import load_config
+from common.motion_data import DataFormatError, check_predictions
+from common.run_dir import LOCK_NAME, RunFolderError, output_dir_for
+from common.synthetic.motion import generate_motion_dataset
+from models.hrnet import build_pose_hrnet
+from models.weights import NonFiniteWeightsError, load_pretrained, load_state_dict_strict
+from tests.conftest import ROOT, load_tool
+
+KP_CFG = ROOT / "experiments/keypoint/tiny_cpu_keypoint.yaml"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hostile_runs") / "data"
+    generate_motion_dataset(root, 8, 3, width=128, height=72, seed=3)
+    return root
+
+
+def opts(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["OUTPUT_DIR", str(out), "LOG_DIR", str(out / "tb"), "DATASET.ROOT", str(data),
+            "TRAIN.END_EPOCH", "1", *extra]  # fmt: skip
+
+
+def train(data: Path, out: Path, *flags: str) -> dict:
+    return load_tool("train").main(
+        ["--cfg", str(KP_CFG), "--test_option", "False", *flags, *opts(data, out)]
+    )
+
+
+def run_folder(data: Path, out: Path) -> Path:
+    return output_dir_for(load_config(KP_CFG, opts(data, out)), KP_CFG)
+
+
+def tiny_model() -> torch.nn.Module:
+    return build_pose_hrnet(load_config(KP_CFG), is_train=False)
+
+
+def poisoned_state(name_index: int = 3) -> tuple[dict, str]:
+    state = tiny_model().state_dict()
+    name = [key for key, value in state.items() if value.is_floating_point()][name_index]
+    state[name] = state[name].clone()
+    state[name].view(-1)[0] = float("nan")
+    return state, name
+
+
+# ------------------------------------------------------------------------- non-finite weights
+
+
+def test_weights_with_nan_are_refused_for_test_and_as_pretrained(tmp_path):
+    state, name = poisoned_state()
+    path = tmp_path / "model_best.pth"
+    torch.save(state, path)
+    with pytest.raises(NonFiniteWeightsError, match=f"{path}: tensor {name} holds NaN"):
+        load_state_dict_strict(tiny_model(), path)
+    with pytest.raises(NonFiniteWeightsError, match=name):
+        load_pretrained(tiny_model(), path)
+
+
+def test_a_training_checkpoint_with_inf_is_not_resumed(tmp_path):
+    state, name = poisoned_state(5)
+    state[name].view(-1)[0] = float("inf")
+    path = tmp_path / "checkpoint.pth"
+    save_atomic({"epoch": 1, "state_dict": state, "optimizer": {}, "scheduler": {},
+                 "best_perf": 1.0, "best_epoch": 0}, path)  # fmt: skip
+    with pytest.raises(CheckpointError, match=f"tensor {name} holds NaN or inf.*cannot resume"):
+        load_training_checkpoint(path)
+
+
+def test_test_tool_refuses_nan_weights_and_keeps_the_old_result(data, tmp_path):
+    train(data, tmp_path)
+    out = run_folder(data, tmp_path)
+    (out / "result.csv").write_text("previous result\n")
+    state, name = poisoned_state()
+    torch.save(state, out / "model_best.pth")
+    with pytest.raises(NonFiniteWeightsError, match=name):
+        load_tool("test").main(["--cfg", str(KP_CFG), "--output_path", str(out),
+                                *opts(data, tmp_path, "TEST.USE_GT_BBOX", "True")])  # fmt: skip
+    assert (out / "result.csv").read_text() == "previous result\n"
+
+
+def test_nan_predictions_are_refused_and_collapsed_ones_are_announced(tmp_path, caplog):
+    path = tmp_path / "result.csv"
+    path.write_text("previous\n")
+    coords = np.random.default_rng(0).uniform(0, 100, (3, 24, 2))
+    coords[1, 4, 0] = np.nan
+    with pytest.raises(DataFormatError, match=r"result.csv not written.*1 images.*b\.jpg"):
+        check_predictions(path, ["a.jpg", "b.jpg", "c.jpg"], coords)
+    assert path.read_text() == "previous\n"
+    coords[1] = 50.0  # every keypoint of b.jpg on one point
+    with caplog.at_level(logging.WARNING):
+        check_predictions(path, ["a.jpg", "b.jpg", "c.jpg"], coords)
+    assert "every keypoint of 1 of 3 images lies on one point ('b.jpg')" in caplog.text
+
+
+# ------------------------------------------------------------------------- run folders
+
+
+def test_a_finished_run_is_not_overwritten_without_overwrite(data, tmp_path):
+    train(data, tmp_path)
+    out = run_folder(data, tmp_path)
+    final = (out / "final_state.pth").read_bytes()
+    with pytest.raises(RunFolderError, match="holds a finished run.*--overwrite"):
+        train(data, tmp_path)
+    assert (out / "final_state.pth").read_bytes() == final
+    train(data, tmp_path, "--overwrite")
+    assert sorted(p.name for p in out.glob("*.pth")) == [
+        "checkpoint.pth", "final_state.pth", "model_best.pth"]
+
+
+@pytest.mark.parametrize("tool", ["train", "test"])
+def test_a_second_run_into_a_locked_folder_stops_naming_the_holder(data, tmp_path, tool):
+    out = run_folder(data, tmp_path)
+    out.mkdir(parents=True)
+    fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    locked_read, locked_write = os.pipe()
+    stop_read, stop_write = os.pipe()
+    child = os.fork()
+    if child == 0:  # a stand-in for the first run: hold the lock until told to stop
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.write(locked_write, b"x")
+        os.read(stop_read, 1)
+        os._exit(0)
+    try:
+        os.read(locked_read, 1)
+        with pytest.raises(RunFolderError, match=f"in use by another run \\(process {child}"):
+            if tool == "train":
+                train(data, tmp_path)
+            else:
+                load_tool("test").main(["--cfg", str(KP_CFG), "--output_path", str(out),
+                                        *opts(data, tmp_path)])  # fmt: skip
+        assert not (out / "config.yaml").exists()
+    finally:
+        os.write(stop_write, b"x")
+        os.waitpid(child, 0)
+        os.close(fd)

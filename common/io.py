@@ -18,6 +18,16 @@ import cv2
 import numpy as np
 
 MAX_IMAGE_PIXELS = 100_000_000  # DATASET.MAX_IMAGE_PIXELS: far above 8000x6000 (48 MP)
+_max_image_pixels = MAX_IMAGE_PIXELS  # the limit in force: DATASET.MAX_IMAGE_PIXELS of the run
+
+
+def set_max_image_pixels(value: int) -> None:
+    """Set the pixel limit every image reader of this process (and its forked loader workers)
+    applies when no ``max_pixels`` is passed."""
+    global _max_image_pixels
+    if int(value) <= 0:
+        raise ValueError(f"DATASET.MAX_IMAGE_PIXELS must be a positive pixel count, got {value}")
+    _max_image_pixels = int(value)
 _TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{12}\.tmp$")
 _live_temps: set[Path] = set()
 _previous_handlers: dict[int, object] = {}
@@ -189,9 +199,11 @@ def _check_complete(path: Path) -> None:
             raise ImageReadError(f"truncated image (no {what}): {path}")
 
 
-def _check_header(path: Path, max_pixels: int) -> tuple[int, int] | None:
-    """Declared size checked against ``max_pixels`` before anything is decoded, and a check that
-    the file is complete; the size, or None when only a full decode can tell it."""
+def _check_header(path: Path, max_pixels: int | None) -> tuple[int, int] | None:
+    """Declared size checked against ``max_pixels`` (default: the limit in force) before anything
+    is decoded, and a check that the file is complete; the size, or None when only a full decode
+    can tell it."""
+    max_pixels = _max_image_pixels if max_pixels is None else max_pixels
     if not path.is_file():
         raise ImageReadError(f"image not found: {path}")
     size = _declared_size(path, max_pixels)
@@ -205,7 +217,7 @@ def _check_header(path: Path, max_pixels: int) -> tuple[int, int] | None:
     return size
 
 
-def read_image(path: str | Path, reduce: int = 1, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+def read_image(path: str | Path, reduce: int = 1, max_pixels: int | None = None) -> np.ndarray:
     """Read any image file as a 3-channel BGR uint8 array.
 
     Grayscale is expanded, an alpha channel dropped, 16-bit scaled down. ``reduce`` in
@@ -267,7 +279,7 @@ def read_image_at_least(
     return image, to_original
 
 
-def image_size(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
+def image_size(path: str | Path, max_pixels: int | None = None) -> tuple[int, int]:
     """(width, height) of an image file, from its header when possible.
 
     A file that is missing, cannot be decoded, is truncated or declares more than
@@ -282,7 +294,7 @@ def image_size(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[in
 
 
 def check_images(
-    paths: Sequence[str | Path], max_pixels: int = MAX_IMAGE_PIXELS
+    paths: Sequence[str | Path], max_pixels: int | None = None
 ) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """Sizes (N, 2) [width, height] of images read from their headers, and the bad ones.
 

@@ -12,7 +12,7 @@ from types import ModuleType
 import numpy as np
 from yacs.config import CfgNode
 
-from common.io import ImageReadError, check_images
+from common.io import ImageReadError, check_images, set_max_image_pixels
 from common.keypoints import keypoint_set
 from common.motion_data import (
     DataFormatError,
@@ -105,6 +105,35 @@ def _check_keypoints_near_image(
     )
 
 
+def _check_boxes_usable(
+    names: Sequence[str], keypoints: np.ndarray, sizes: np.ndarray, rows: Sequence[int],
+    source: Path,
+) -> None:
+    """Refuse rows whose keypoint-extent box the official cleaning would reject (all keypoints
+    on one point or one line, e.g. a row of zeros, or a box starting past the image's edge):
+    such a sample would stop training in the middle of an epoch. Every bad row is listed."""
+    boxes = keypoint_extent_boxes(keypoints)
+    usable = (
+        (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+        & (boxes[:, 0] <= sizes[:, 0] - 1) & (boxes[:, 1] <= sizes[:, 1] - 1)
+    )  # fmt: skip
+    bad = np.flatnonzero(~usable)
+    if not bad.size:
+        return
+    described = [
+        f"{names[r]} (row {rows[r] + 1}): keypoint box [x, y, w, h] = "
+        f"{np.round(boxes[r], 1).tolist()} in a {sizes[r, 0]}x{sizes[r, 1]} image"
+        for r in bad[:_SHOW]
+    ]
+    positions = [int(rows[r]) for r in bad]
+    more = f" ... ({bad.size} in all)" if bad.size > _SHOW else ""
+    raise DataFormatError(
+        f"{source}: {bad.size} rows cannot be trained on, their keypoints span no box (all on "
+        "one point or line, or off the image): " + "; ".join(described) + more
+        + f". Fix the annotations or set DATASET.DROP_ROWS {positions[:20]}"
+    )
+
+
 def load_training_table(cfg: CfgNode, logger: logging.Logger | None = None) -> KeypointTable:
     """``TRAIN_CSV`` minus the positional rows ``DATASET.DROP_ROWS`` (and the reference's
     delete_list with ``DROP_REFERENCE_ROWS``), with every image checked before training starts.
@@ -116,6 +145,7 @@ def load_training_table(cfg: CfgNode, logger: logging.Logger | None = None) -> K
     """
     logger = logger or _LOG
     root = dataset_root(cfg)
+    set_max_image_pixels(cfg.DATASET.MAX_IMAGE_PIXELS)
     names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
     csv_path = root / cfg.DATASET.TRAIN_CSV
     frame = read_keypoint_csv(csv_path, names)
@@ -150,6 +180,7 @@ def load_training_table(cfg: CfgNode, logger: logging.Logger | None = None) -> K
         paths = [paths[i] for i in keep]
         keypoints, sizes, rows = keypoints[keep], sizes[keep], [rows[i] for i in keep]
     _check_keypoints_near_image(image_names, keypoints, sizes, rows, csv_path, names)
+    _check_boxes_usable(image_names, keypoints, sizes, rows, csv_path)
     return KeypointTable(image_names, paths, keypoints, skipped)
 
 
@@ -176,6 +207,7 @@ def test_image_names(cfg: CfgNode) -> list[str]:
     that looks complete.
     """
     root = dataset_root(cfg)
+    set_max_image_pixels(cfg.DATASET.MAX_IMAGE_PIXELS)
     path = root / cfg.DATASET.TEST_CSV
     names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
     image_names = read_keypoint_csv(path, names)["image"].astype(str).tolist()

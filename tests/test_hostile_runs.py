@@ -6,16 +6,22 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from common import io as common_io
+from common import stage_data
 from common.checkpoint import CheckpointError, load_training_checkpoint, save_atomic
 from common.config import load_config
+from common.io import ImageReadError
 from common.motion_data import DataFormatError, check_predictions
 from common.run_dir import LOCK_NAME, RunFolderError, output_dir_for
+from common.stage_data import load_training_table
 from common.synthetic.motion import generate_motion_dataset
 from models.hrnet import build_pose_hrnet
 from models.weights import NonFiniteWeightsError, load_pretrained, load_state_dict_strict
@@ -149,3 +155,40 @@ def test_a_second_run_into_a_locked_folder_stops_naming_the_holder(data, tmp_pat
         os.write(stop_write, b"x")
         os.waitpid(child, 0)
         os.close(fd)
+
+
+# ------------------------------------------------------------------------- up-front row checks
+
+
+def zero_rows(data: Path, tmp_path: Path, rows: list[int]) -> Path:
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    frame = pd.read_csv(copy / "train_df.csv")
+    frame.iloc[rows, 1:] = 0.0
+    frame.to_csv(copy / "train_df.csv", index=False)
+    return copy
+
+
+def test_rows_without_a_box_are_all_refused_before_a_model_is_built(data, tmp_path):
+    broken = zero_rows(data, tmp_path, [2, 5])
+    cfg = load_config(KP_CFG, ["DATASET.ROOT", str(broken), "DATASET.DROP_ROWS", "[0]"])
+    names = pd.read_csv(broken / "train_df.csv")["image"]
+    with pytest.raises(DataFormatError, match=(
+        rf"train_df.csv: 2 rows cannot be trained on.*{names[2]} \(row 3\).*"
+        rf"{names[5]} \(row 6\).*DATASET.DROP_ROWS \[2, 5\]"
+    )):
+        load_training_table(cfg)
+    with pytest.raises(DataFormatError, match="2 rows cannot be trained on"):
+        train(broken, tmp_path / "out")
+    assert not list((tmp_path / "out").rglob("*.pth"))
+    cfg = load_config(KP_CFG, ["DATASET.ROOT", str(broken), "DATASET.DROP_ROWS", "[2, 5]"])
+    assert len(load_training_table(cfg).names) == len(names) - 2
+
+
+def test_the_pixel_limit_is_the_configs(data, monkeypatch):
+    monkeypatch.setattr(common_io, "_max_image_pixels", common_io._max_image_pixels)
+    cfg = load_config(KP_CFG, ["DATASET.ROOT", str(data), "DATASET.MAX_IMAGE_PIXELS", "5000"])
+    with pytest.raises(ImageReadError, match=r"128x72 pixels, more than .*= 5000"):
+        load_training_table(cfg)
+    with pytest.raises(ImageReadError, match="test images are missing or unreadable"):
+        stage_data.test_image_names(cfg)

@@ -11,10 +11,15 @@ from tqdm import tqdm
 from yacs.config import CfgNode
 
 from common.checkpoint import BEST_NAME
-from common.io import read_image
+from common.io import image_size, read_image
 from common.keypoints import coordinate_columns, keypoint_set
 from common.metrics import rmse
-from common.motion_data import check_predictions, read_box_annotations, write_keypoint_csv
+from common.motion_data import (
+    DataFormatError,
+    check_predictions,
+    read_box_annotations,
+    write_keypoint_csv,
+)
 from common.stage_data import (
     KeypointTable,
     dataset_root,
@@ -118,12 +123,26 @@ def build_stage(
     )
 
 
-def load_test_boxes(cfg: CfgNode, names: list[str], logger: logging.Logger) -> np.ndarray:
-    """Boxes for the test images: stage one's ``BOX_FILE``; with ``TEST.USE_GT_BBOX`` the
-    ground-truth keypoint extents of ``TRUTH_CSV`` instead, where that file exists (the real
-    competition has none, so the leaderboard config falls back to stage one's boxes)."""
-    truth = load_truth_table(cfg) if cfg.TEST.USE_GT_BBOX else None
-    if truth is not None:
+BOX_SOURCES = ("file", "truth")
+
+
+def load_test_boxes(
+    cfg: CfgNode, names: list[str], paths: list[Path], logger: logging.Logger
+) -> np.ndarray:
+    """Boxes for the test images from ``TEST.BOX_SOURCE``: ``file``, stage one's
+    ``DATASET.BOX_FILE`` (what the competition's ``USE_GT_BBOX: true`` read), or ``truth``, the
+    keypoint extents of ``TRUTH_CSV``. A box record whose image size disagrees with the image
+    is refused: its box would be in other pixels."""
+    source = cfg.TEST.BOX_SOURCE
+    if source not in BOX_SOURCES:
+        raise ValueError(f"TEST.BOX_SOURCE must be one of {list(BOX_SOURCES)}, got {source!r}")
+    if source == "truth":
+        truth = load_truth_table(cfg)
+        if truth is None:
+            raise FileNotFoundError(
+                f"TEST.BOX_SOURCE truth: no {dataset_root(cfg) / cfg.DATASET.TRUTH_CSV}; use "
+                "TEST.BOX_SOURCE file (stage one's boxes) on a set without ground truth"
+            )
         by_name = dict(zip(truth.names, keypoint_extent_boxes(truth.keypoints), strict=True))
         missing = [n for n in names if n not in by_name]
         if missing:
@@ -131,20 +150,38 @@ def load_test_boxes(cfg: CfgNode, names: list[str], logger: logging.Logger) -> n
                 f"{len(missing)} test images have no ground truth in {cfg.DATASET.TRUTH_CSV}, "
                 f"e.g. {missing[:3]}"
             )
-        logger.info("boxes: ground-truth keypoint extents from %s", cfg.DATASET.TRUTH_CSV)
+        logger.info("boxes (TEST.BOX_SOURCE truth): ground-truth keypoint extents of %s",
+                    cfg.DATASET.TRUTH_CSV)  # fmt: skip
         return np.stack([by_name[n] for n in names])
-    if cfg.TEST.USE_GT_BBOX:
-        logger.info("TEST.USE_GT_BBOX: no %s, using stage one's boxes", cfg.DATASET.TRUTH_CSV)
     box_file = dataset_root(cfg) / cfg.DATASET.BOX_FILE
     if not box_file.is_file():
         raise FileNotFoundError(
             f"no box file {box_file}: run stage one first (python tools/test.py --cfg "
             "experiments/bbox/<config>.yaml --output_path DIR) and copy DIR/test_annotation.pkl "
-            f"to {box_file}, or run tools/pipeline.py, or set TEST.USE_GT_BBOX True"
+            f"to {box_file}, or run tools/pipeline.py, or set TEST.BOX_SOURCE truth"
         )
     records = read_box_annotations(box_file, expected_filenames=names)
-    logger.info("boxes: %s", box_file)
+    _check_record_sizes(box_file, records, names, paths)
+    logger.info("boxes (TEST.BOX_SOURCE file): %s", box_file)
     return np.array([records[n]["bbox"] for n in names], dtype=np.float64)
+
+
+def _check_record_sizes(
+    box_file: Path, records: dict, names: list[str], paths: list[Path]
+) -> None:
+    wrong = []
+    for name, path in zip(names, paths, strict=True):
+        record = records[name]
+        width, height = image_size(path)
+        if (float(record["width"]), float(record["height"])) != (width, height):
+            wrong.append(f"{name}: record {record['width']}x{record['height']}, "
+                         f"image {width}x{height}")  # fmt: skip
+    if wrong:
+        raise DataFormatError(
+            f"{box_file}: {len(wrong)} box records give another image size than the image "
+            f"(the boxes are in other pixels): {'; '.join(wrong[:5])}; write the box file "
+            "again with stage one on these images"
+        )
 
 
 def load_model_for_test(cfg: CfgNode, output_dir: Path, device: torch.device) -> torch.nn.Module:
@@ -163,8 +200,8 @@ def run_test(
 ) -> Path:
     """Write ``<output_dir>/result.csv`` with the template's columns and row order."""
     names = test_image_names(cfg)
-    boxes = load_test_boxes(cfg, names, logger)
     paths = [dataset_root(cfg) / cfg.DATASET.TEST_IMAGE_DIR / n for n in names]
+    boxes = load_test_boxes(cfg, names, paths, logger)
     model = load_model_for_test(cfg, output_dir, device)
     coords = predict_boxes(model, cfg, paths, boxes, device, images=images)
     kp_names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
@@ -172,7 +209,8 @@ def run_test(
     check_predictions(result, names, coords)
     write_keypoint_csv(result, names, coords, kp_names)
     logger.info(
-        "wrote %s: %d images x %d columns (flip test %s)",
+        "wrote %s: %d images x %d columns (flip test %s, boxes: TEST.BOX_SOURCE %s)",
         result, len(names), len(coordinate_columns(kp_names)), cfg.TEST.FLIP_TEST,
+        cfg.TEST.BOX_SOURCE,
     )  # fmt: skip
     return result

@@ -64,7 +64,7 @@ class SizeBench:
         self.bbox_path, self.keypoint_path = SIZES[size]
         self.common = [
             "MODEL.PRETRAINED", "", "DATASET.ROOT", str(data_root), "WORKERS", "0",
-            "DATASET.DROP_REFERENCE_ROWS", "False", "TEST.USE_GT_BBOX", "False",
+            "DATASET.DROP_REFERENCE_ROWS", "False", "TEST.BOX_SOURCE", "file",
         ]  # fmt: skip
         self.bbox_cfg = self.config(self.bbox_path, "torch")
         self.keypoint_cfg = self.config(self.keypoint_path, "torch")

@@ -134,7 +134,8 @@ _C.TEST.BATCH_SIZE_PER_GPU = 32
 _C.TEST.FLIP_TEST = False
 _C.TEST.POST_PROCESS = False
 _C.TEST.SHIFT_HEATMAP = False
-_C.TEST.USE_GT_BBOX = False
+_C.TEST.USE_GT_BBOX = False  # the official key; the boxes come from TEST.BOX_SOURCE
+_C.TEST.BOX_SOURCE = "file"  # file: DATASET.BOX_FILE (stage one's) | truth: TRUTH_CSV extents
 _C.TEST.MODEL_FILE = ""
 # Inference backend: 'torch' (plain), 'fused' (BN folded into convs, channels-last) or
 # 'onnxruntime' (CPU); ONNX_FILE names an exported model to use instead of exporting anew.

@@ -137,7 +137,7 @@ def test_a_bad_test_image_is_refused_before_any_work_even_with_skip(data, tmp_pa
     (data / "images/test_imgs" / bad).write_bytes(b"garbage")
     out = run_folder(tmp_path)
     with pytest.raises(ImageReadError) as error:
-        run_test_tool(data, out, "DATASET.SKIP_BAD_IMAGES", "True", "TEST.USE_GT_BBOX", "True")
+        run_test_tool(data, out, "DATASET.SKIP_BAD_IMAGES", "True", "TEST.BOX_SOURCE", "truth")
     message = str(error.value)
     assert "1 test images are missing or unreadable" in message and bad in message
     assert "never skipped" in message
@@ -259,7 +259,7 @@ def test_a_checkpoint_of_another_config_is_refused_naming_keys_and_shapes(
     other = keypoint_cfg(data, *override)
     torch.save(build_pose_hrnet(other, is_train=False).state_dict(), out / "model_best.pth")
     with pytest.raises(CheckpointMismatchError) as error:
-        run_test_tool(data, out, "TEST.USE_GT_BBOX", "True")
+        run_test_tool(data, out, "TEST.BOX_SOURCE", "truth")
     message = str(error.value)
     assert f"{out / 'model_best.pth'} does not fit the model" in message and expected in message
     assert (out / "result.csv").read_text() == "previous result\n"
@@ -357,7 +357,7 @@ def test_an_interrupted_result_csv_leaves_the_previous_file(data, tmp_path, monk
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_test_tool(data, out, "TEST.USE_GT_BBOX", "True")
+        run_test_tool(data, out, "TEST.BOX_SOURCE", "truth")
     assert (out / "result.csv").read_text() == "previous result\n"
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
 

@@ -19,10 +19,11 @@ from common import stage_data
 from common.checkpoint import CheckpointError, load_training_checkpoint, save_atomic
 from common.config import load_config
 from common.io import ImageReadError
-from common.motion_data import DataFormatError, check_predictions
+from common.motion_data import DataFormatError, check_predictions, write_box_annotations
 from common.run_dir import LOCK_NAME, RunFolderError, output_dir_for
 from common.stage_data import load_training_table
 from common.synthetic.motion import generate_motion_dataset
+from HRNet_keypoint import engine as keypoint_engine
 from models.hrnet import build_pose_hrnet
 from models.weights import NonFiniteWeightsError, load_pretrained, load_state_dict_strict
 from tests.conftest import ROOT, load_tool
@@ -95,7 +96,7 @@ def test_test_tool_refuses_nan_weights_and_keeps_the_old_result(data, tmp_path):
     torch.save(state, out / "model_best.pth")
     with pytest.raises(NonFiniteWeightsError, match=name):
         load_tool("test").main(["--cfg", str(KP_CFG), "--output_path", str(out),
-                                *opts(data, tmp_path, "TEST.USE_GT_BBOX", "True")])  # fmt: skip
+                                *opts(data, tmp_path, "TEST.BOX_SOURCE", "truth")])  # fmt: skip
     assert (out / "result.csv").read_text() == "previous result\n"
 
 
@@ -192,3 +193,21 @@ def test_the_pixel_limit_is_the_configs(data, monkeypatch):
         load_training_table(cfg)
     with pytest.raises(ImageReadError, match="test images are missing or unreadable"):
         stage_data.test_image_names(cfg)
+
+
+def test_a_box_record_of_another_image_size_is_refused(data, tmp_path):
+    names = pd.read_csv(data / "sample_submission.csv")["image"].tolist()
+    box_file = tmp_path / "test_annotation.pkl"
+    records = [{"filename": n, "bbox": [10, 10, 40, 40], "width": 128, "height": 72}
+               for n in names]  # fmt: skip
+    records[1] = {**records[1], "width": 320, "height": 180}
+    write_box_annotations(box_file, records)
+    cfg = load_config(KP_CFG, ["DATASET.ROOT", str(data), "DATASET.BOX_FILE", str(box_file)])
+    paths = [data / "images/test_imgs" / n for n in names]
+    logger = logging.getLogger("test")
+    with pytest.raises(DataFormatError, match=(
+        rf"1 box records give another image size.*{names[1]}: record 320x180, image 128x72"
+    )):
+        keypoint_engine.load_test_boxes(cfg, names, paths, logger)
+    write_box_annotations(box_file, [{**records[0], "filename": n} for n in names])
+    assert keypoint_engine.load_test_boxes(cfg, names, paths, logger).shape == (len(names), 4)

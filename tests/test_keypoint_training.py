@@ -59,7 +59,7 @@ def test_tiny_model_learns_well_beyond_the_mean_pose(learning_motion, tmp_path):
     val_rmse = json.loads((out_dir / "train_summary.json").read_text())["best_perf"]
 
     load_tool("test").main(["--cfg", str(ROOT / CFG), "--output_path", str(out_dir),
-                            *opts(data, tmp_path, "TEST.USE_GT_BBOX", "True")])  # fmt: skip
+                            *opts(data, tmp_path, "TEST.BOX_SOURCE", "truth")])  # fmt: skip
     result = read_keypoint_csv(out_dir / "result.csv")
     template = pd.read_csv(data / "sample_submission.csv")
     assert list(result.columns) == list(template.columns)

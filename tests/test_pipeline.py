@@ -55,10 +55,17 @@ def test_chain_matches_the_two_step_way_and_scores(tiny_motion, tmp_path, capsys
     (data / "annotations").mkdir()
     shutil.copy(bbox_out / "test_annotation.pkl", data / "annotations")
     (keypoint_out / "result.csv").unlink()
+    # TEST.USE_GT_BBOX True as in the leaderboard configs: still stage one's copied boxes,
+    # although this set has a test_df.csv
     load_tool("test").main(["--cfg", KEYPOINT_CFG, "--output_path", str(keypoint_out),
-                            "DATASET.ROOT", str(data)])  # fmt: skip
+                            "DATASET.ROOT", str(data), "TEST.USE_GT_BBOX", "True"])  # fmt: skip
     two_step = keypoints_array(read_keypoint_csv(keypoint_out / "result.csv"))
     assert np.abs(two_step - chained_coords).max() < 1e-3
+    test_log = next(keypoint_out.glob("*_test.log")).read_text()
+    assert f"boxes (TEST.BOX_SOURCE file): {data / 'annotations/test_annotation.pkl'}" in test_log
+    pipeline_log = next(keypoint_out.glob("*_pipeline.log")).read_text()
+    assert f"boxes: stage one's predictions, model of {bbox_out}" in pipeline_log
+    assert summary["box_source"] == "stage_one"
 
     score = load_tool("score").main(["--pred", str(keypoint_out / "result.csv"),
                                      "--truth", str(data / "test_df.csv")])  # fmt: skip

@@ -59,6 +59,8 @@ def run_chain(
     """Run both stages on every test image; write the box file and ``result.csv``; score."""
     names = test_image_names(keypoint_cfg)
     paths = [dataset_root(keypoint_cfg) / keypoint_cfg.DATASET.TEST_IMAGE_DIR / n for n in names]
+    logger.info("boxes: stage one's predictions, model of %s (the chain ignores "
+                "TEST.BOX_SOURCE)", bbox_output)  # fmt: skip
     box_model = bbox_engine.load_model_for_test(bbox_cfg, bbox_output, device)
     keypoint_model = keypoint_engine.load_model_for_test(keypoint_cfg, keypoint_output, device)
     truth = None
@@ -97,7 +99,8 @@ def run_chain(
     check_predictions(result, names, coords)
     write_keypoint_csv(result, names, coords, kp_names)
     logger.info("wrote %s and %s", box_file, result)
-    summary: dict = {"box_file": str(box_file), "result": str(result), "images": len(names)}
+    summary: dict = {"box_file": str(box_file), "result": str(result), "images": len(names),
+                     "box_source": "stage_one"}
     if truth is not None:
         gt_boxes = keypoint_extent_boxes(truth)
         train = load_training_table(keypoint_cfg)

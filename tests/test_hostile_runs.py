@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +20,12 @@ from common import stage_data
 from common.checkpoint import CheckpointError, load_training_checkpoint, save_atomic
 from common.config import load_config
 from common.io import ImageReadError
-from common.motion_data import DataFormatError, check_predictions, write_box_annotations
+from common.motion_data import (
+    DataFormatError,
+    check_predictions,
+    write_box_annotations,
+    write_keypoint_csv,
+)
 from common.run_dir import LOCK_NAME, RunFolderError, output_dir_for
 from common.stage_data import load_training_table
 from common.synthetic.motion import generate_motion_dataset
@@ -211,3 +217,17 @@ def test_a_box_record_of_another_image_size_is_refused(data, tmp_path):
         keypoint_engine.load_test_boxes(cfg, names, paths, logger)
     write_box_annotations(box_file, [{**records[0], "filename": n} for n in names])
     assert keypoint_engine.load_test_boxes(cfg, names, paths, logger).shape == (len(names), 4)
+
+
+def test_pictures_of_images_sharing_a_stem_are_all_kept(tmp_path):
+    images, names = tmp_path / "images", ["a.jpg", "a.png", "b.jpg"]
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for name in names:
+        assert cv2.imwrite(str(images / name), rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    pred = tmp_path / "result.csv"
+    write_keypoint_csv(pred, names, rng.uniform(5, 35, (3, 24, 2)))
+    load_tool("visualize").main(["--pred", str(pred), "--images", str(images),
+                                 "--out", str(tmp_path / "out")])  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_pred.jpg")) == [
+        "a_jpg_pred.jpg", "a_png_pred.jpg", "b_pred.jpg"]

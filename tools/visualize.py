@@ -5,6 +5,7 @@ the worst images: ``python tools/visualize.py --pred result.csv --images DIR --o
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
@@ -63,6 +64,7 @@ def draw_results(
         images = sorted(common, key=errors.get, reverse=True)
     chosen = images if limit is None else images[:limit]
     out_dir.mkdir(parents=True, exist_ok=True)
+    file_names = picture_names(chosen)
     pictures: dict[str, np.ndarray] = {}
     for name in tqdm(chosen, desc="drawing", leave=False):
         image = read_image(image_dir / name)
@@ -72,7 +74,7 @@ def draw_results(
             image, pred[name], None if truth is None else truth.get(name), box, title
         )
         pictures[name] = picture
-        _write_jpg(out_dir / (Path(name).stem + "_pred.jpg"), picture)
+        _write_jpg(out_dir / file_names[name], picture)
     sheet_names = chosen[:worst]
     sheet = out_dir / "worst_contact_sheet.jpg"
     if sheet_names:
@@ -82,6 +84,19 @@ def draw_results(
         "contact_sheet": str(sheet),
         "worst": [(n, errors.get(n)) for n in sheet_names],
     }
+
+
+def picture_names(names: list[str]) -> dict[str, str]:
+    """``<stem>_pred.jpg`` per image; images that share a stem (``a.jpg``, ``a.png``) keep their
+    extension in the name (``a_jpg_pred.jpg``, ``a_png_pred.jpg``), so no picture replaces
+    another."""
+    stems = Counter(Path(name).stem for name in names)
+    result = {}
+    for name in names:
+        path = Path(name)
+        extension = f"_{path.suffix[1:]}" if stems[path.stem] > 1 else ""
+        result[name] = f"{path.stem}{extension}_pred.jpg"
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -33,7 +33,10 @@ def seed_everything(seed: int, cfg: CfgNode | None = None) -> None:
         torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK
         torch.backends.cudnn.deterministic = cfg.CUDNN.DETERMINISTIC
         torch.backends.cudnn.enabled = cfg.CUDNN.ENABLED
-    torch.use_deterministic_algorithms(deterministic_algorithms, warn_only=False)
+    if torch.are_deterministic_algorithms_enabled() != deterministic_algorithms:
+        # Only when it changes something: on this torch the call imports dynamo and inductor,
+        # about 2 s in every process.
+        torch.use_deterministic_algorithms(deterministic_algorithms, warn_only=False)
 
 
 def seed_worker(worker_id: int) -> None:

@@ -21,7 +21,7 @@ from yacs.config import CfgNode
 
 from common.io import image_size, read_image, read_image_at_least
 from common.stage_data import keypoint_extent_boxes
-from HRNet_keypoint.targets import generate_target
+from HRNet_keypoint.codec import generate_target
 from HRNet_keypoint.transforms import (
     PIXEL_STD,
     affine_transform,

@@ -1,11 +1,8 @@
 """Stage one end to end: train a whole-image box regressor, validate in original pixels, and write
 ``test_annotation.pkl`` for stage two. Same four entry points as ``HRNet_keypoint.engine``.
 
-Loss: MSE on the head's targets. 'pooled' targets are normalised corners. 'reference' targets
-are input pixels and, as in the reference, both sides are first scaled to original pixels:
-x by ``width / INPUT_SIZE`` and y by ``height / INPUT_SIZE`` when ``INPUT_SIZE`` > 0 (the
-reference's 288, which weighs x errors 1.78x at 384x288: REFERENCE.md pitfall 2), else by
-``width / input width`` and ``height / input height`` (true original pixels).
+Loss: MSE on the head's targets (``HRNet_bbox.codec``); the 'reference' head's are first scaled
+to original pixels by ``codec.loss_weights``, as in the reference.
 """
 
 from __future__ import annotations
@@ -15,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 from yacs.config import CfgNode
@@ -33,7 +29,8 @@ from common.stage_data import (
 )
 from common.trainer import Stage, make_loader
 from common.visualize import draw_boxes, write_training_samples
-from HRNet_bbox.dataset import WholeImageBoxDataset, sanitize_boxes_xyxy
+from HRNet_bbox.codec import BoxCodec, loss_weights
+from HRNet_bbox.dataset import WholeImageBoxDataset
 from HRNet_bbox.model import REFERENCE_HEAD, BoxRegressor, build_box_model
 from models.backends import load_inference_model
 
@@ -47,7 +44,7 @@ def build_model(cfg: CfgNode, is_train: bool, logger: logging.Logger | None = No
 
 
 def _predict(
-    model: BoxRegressor,
+    model: torch.nn.Module,
     cfg: CfgNode,
     paths: list[Path],
     device: torch.device,
@@ -57,27 +54,22 @@ def _predict(
     """Clean ``[x, y, w, h]`` boxes (N, 4) in original pixels and image sizes (N, 2) [w, h]."""
     dataset = WholeImageBoxDataset(cfg, paths, None, is_train=False, images=images,
                                    reduced_decode=cfg.TEST.REDUCED_DECODE)  # fmt: skip
+    codec = BoxCodec.from_cfg(cfg)
     boxes = np.zeros((len(paths), 4), dtype=np.float64)
     sizes = np.zeros((len(paths), 2), dtype=np.int64)
     model.eval()
     with torch.no_grad():
         for inputs, _, meta in tqdm(make_loader(dataset, cfg, train=False), desc=desc, leave=False):
-            corners = model.normalized_corners(model(inputs.to(device))).double().cpu().numpy()
             index = meta["index"].numpy()
             size = np.stack([meta["width"].numpy(), meta["height"].numpy()], axis=1)
-            bad = np.flatnonzero(~np.isfinite(corners).all(axis=1))
-            if len(bad):
-                raise ValueError(
-                    f"the model predicted a non-finite box for {paths[index[bad[0]]]}: "
-                    f"{corners[bad[0]].tolist()} (are the weights broken?)"
-                )
-            boxes[index] = sanitize_boxes_xyxy(corners * np.tile(size, 2), size)
+            output = model(inputs.to(device))
+            boxes[index] = codec.decode(output, size, [paths[i] for i in index])
             sizes[index] = size
     return boxes, sizes
 
 
 def predict_boxes_xywh(
-    model: BoxRegressor,
+    model: torch.nn.Module,
     cfg: CfgNode,
     paths: list[Path],
     device: torch.device,
@@ -104,17 +96,6 @@ def evaluate(
     return _box_scores(pred, keypoint_extent_boxes(table.keypoints))
 
 
-def _loss_weights(cfg: CfgNode, meta: dict) -> torch.Tensor:
-    """(N, 4) factors from the 'reference' head's input pixels to (the reference's) original
-    pixels; see the module docstring."""
-    in_width, in_height = (float(v) for v in cfg.MODEL.IMAGE_SIZE)
-    divisor_x = float(cfg.INPUT_SIZE) if cfg.INPUT_SIZE > 0 else in_width
-    divisor_y = float(cfg.INPUT_SIZE) if cfg.INPUT_SIZE > 0 else in_height
-    x = meta["width"].double() / divisor_x
-    y = meta["height"].double() / divisor_y
-    return torch.stack([x, y, x, y], dim=1).float()
-
-
 def build_stage(
     cfg: CfgNode,
     model: BoxRegressor,
@@ -138,7 +119,7 @@ def build_stage(
         output = net(inputs.to(device))
         target = target.to(device)
         if reference_loss:
-            weights = _loss_weights(cfg, meta).to(device)
+            weights = loss_weights(cfg, meta).to(device)
             return F.mse_loss(output * weights, target * weights)
         return F.mse_loss(output, target)
 
@@ -168,30 +149,11 @@ def build_stage(
     )
 
 
-class PreparedBoxModel(nn.Module):
-    """A box model run by an inference backend, keeping ``normalized_corners`` (the backend
-    gives only the head's output)."""
-
-    def __init__(self, runner: nn.Module, cfg: CfgNode) -> None:
-        super().__init__()
-        self.runner = runner
-        self.head_name = cfg.MODEL.BBOX_HEAD
-        self.image_size = tuple(int(v) for v in cfg.MODEL.IMAGE_SIZE)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.runner(images)
-
-    normalized_corners = BoxRegressor.normalized_corners
-
-
-def load_model_for_test(
-    cfg: CfgNode, output_dir: Path, device: torch.device
-) -> BoxRegressor | PreparedBoxModel:
+def load_model_for_test(cfg: CfgNode, output_dir: Path, device: torch.device) -> torch.nn.Module:
     """The box model from ``TEST.MODEL_FILE`` or ``<output_dir>/model_best.pth``, strictly
     (never the pretrained file), run by ``TEST.BACKEND`` (models/backends.py)."""
     weights = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else output_dir / BEST_NAME
-    runner = load_inference_model(lambda: build_model(cfg, is_train=False), cfg, weights, device)
-    return runner if isinstance(runner, BoxRegressor) else PreparedBoxModel(runner, cfg)
+    return load_inference_model(lambda: build_model(cfg, is_train=False), cfg, weights, device)
 
 
 def write_test_annotation(

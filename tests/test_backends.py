@@ -18,6 +18,7 @@ from torch import nn
 from common.config import load_config
 from common.stage_data import keypoint_extent_boxes, load_truth_table
 from HRNet_bbox import engine as bbox_engine
+from HRNet_bbox.codec import BoxCodec
 from HRNet_bbox.dataset import WholeImageBoxDataset
 from HRNet_keypoint import engine as keypoint_engine
 from models.backends import (
@@ -91,7 +92,8 @@ def corners_px(model: nn.Module, cfg, paths: list[Path]) -> np.ndarray:
     items = [dataset[i] for i in range(len(dataset))]
     sizes = np.array([[meta["width"], meta["height"]] for _, _, meta in items])
     with torch.inference_mode():
-        corners = model.normalized_corners(model(torch.stack([item[0] for item in items])))
+        output = model(torch.stack([item[0] for item in items]))
+        corners = BoxCodec.from_cfg(cfg).normalized_corners(output)
     return corners.double().numpy() * np.tile(sizes, 2)
 
 

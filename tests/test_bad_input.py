@@ -317,9 +317,6 @@ class ConstantCorners(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.corners.expand(len(inputs), 4)
 
-    def normalized_corners(self, output: torch.Tensor) -> torch.Tensor:
-        return output
-
 
 def test_landscape_and_portrait_files_predict_in_their_own_pixels(tmp_path):
     paths = []

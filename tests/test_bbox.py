@@ -22,11 +22,11 @@ from common.stage_data import keypoint_extent_boxes, load_training_table
 from common.synthetic.motion import generate_motion_dataset
 from common.trainer import fit
 from HRNet_bbox import engine
+from HRNet_bbox.codec import BoxCodec, loss_weights, sanitize_boxes_xyxy
 from HRNet_bbox.dataset import (
     BOX_LABEL,
     WholeImageBoxDataset,
     build_transforms,
-    sanitize_boxes_xyxy,
     transform_with_fallback,
 )
 from HRNet_bbox.model import (
@@ -75,7 +75,7 @@ def test_head_output_shapes(head: str, size: list[int]) -> None:
     width, height = size
     with torch.no_grad():
         output = model(torch.randn(2, 3, height, width))
-        corners = model.normalized_corners(output)
+        corners = BoxCodec(head, size).normalized_corners(output)
     assert output.shape == (2, 4)
     assert torch.isfinite(output).all()
     if head == "pooled":
@@ -183,9 +183,6 @@ class ConstantCorners(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.corners.expand(len(inputs), 4)
 
-    def normalized_corners(self, output: torch.Tensor) -> torch.Tensor:
-        return output
-
 
 def test_predictions_use_each_images_own_size() -> None:
     cfg = tiny_cfg("pooled")
@@ -271,10 +268,10 @@ def test_reference_loss_scaling() -> None:
     cfg = tiny_cfg("reference", (384, 288))
     meta = {"width": torch.tensor([1920]), "height": torch.tensor([1080])}
     cfg.INPUT_SIZE = 288  # the reference: x by 1920/288, y by 1080/288
-    np.testing.assert_allclose(engine._loss_weights(cfg, meta).numpy()[0],
+    np.testing.assert_allclose(loss_weights(cfg, meta).numpy()[0],
                                [1920 / 288, 3.75, 1920 / 288, 3.75], rtol=1e-6)
     cfg.INPUT_SIZE = 0  # true original pixels
-    np.testing.assert_allclose(engine._loss_weights(cfg, meta).numpy()[0], [5, 3.75, 5, 3.75],
+    np.testing.assert_allclose(loss_weights(cfg, meta).numpy()[0], [5, 3.75, 5, 3.75],
                                rtol=1e-6)
 
 

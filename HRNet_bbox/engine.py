@@ -8,10 +8,12 @@ to original pixels by ``codec.loss_weights``, as in the reference.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 from yacs.config import CfgNode
@@ -20,12 +22,15 @@ from common.checkpoint import BEST_NAME
 from common.io import read_image
 from common.metrics import box_iou, corner_error
 from common.motion_data import write_box_annotations
+from common.stage import TrainRun, train_on_table
+from common.stage import run_test as run_stage_test
 from common.stage_data import (
     KeypointTable,
-    dataset_root,
     keypoint_extent_boxes,
     load_truth_table,
     test_image_names,
+    test_image_paths,
+    truth_by_name,
 )
 from common.trainer import Stage, make_loader
 from common.visualize import draw_boxes, write_training_samples
@@ -176,26 +181,61 @@ def write_test_annotation(
     return result
 
 
+@dataclass
+class BoxPredictions:
+    """Stage one's test predictions: boxes ``[x, y, w, h]`` (N, 4) and image sizes (N, 2)."""
+
+    names: list[str]
+    boxes: np.ndarray
+    sizes: np.ndarray
+
+
+class BoxStage:
+    """Stage one behind the stage interface (``common.stage.StageTask``)."""
+
+    task = "bbox"
+
+    def build_model(self, cfg: CfgNode, is_train: bool,
+                    logger: logging.Logger | None = None) -> BoxRegressor:  # fmt: skip
+        return build_model(cfg, is_train, logger)
+
+    def train(self, cfg: CfgNode, run: TrainRun) -> dict:
+        return train_on_table(cfg, run, build_model, build_stage, evaluate)
+
+    def read_test_inputs(self, cfg: CfgNode, logger: logging.Logger) -> list[str]:
+        """The test images' names, in ``TEST_CSV``'s row order, each checked."""
+        return test_image_names(cfg)
+
+    def load_for_test(self, cfg: CfgNode, output_dir: Path, device: torch.device) -> nn.Module:
+        return load_model_for_test(cfg, output_dir, device)
+
+    def predict(self, cfg: CfgNode, model: nn.Module, inputs: list[str],
+                device: torch.device) -> BoxPredictions:  # fmt: skip
+        boxes, sizes = _predict(model, cfg, test_image_paths(cfg, inputs), device)
+        return BoxPredictions(inputs, boxes, sizes)
+
+    def write_outputs(self, cfg: CfgNode, output_dir: Path, predictions: BoxPredictions,
+                      logger: logging.Logger) -> Path:  # fmt: skip
+        """``<output_dir>/test_annotation.pkl``; where ``TRUTH_CSV`` exists the boxes are also
+        scored against its keypoint extents."""
+        names, boxes = predictions.names, predictions.boxes
+        result = write_test_annotation(output_dir, names, boxes, predictions.sizes)
+        logger.info("wrote %s: %d boxes (head %s)", result, len(names), cfg.MODEL.BBOX_HEAD)
+        truth = load_truth_table(cfg)
+        if truth is not None and set(names) <= set(truth.names):
+            keypoints = truth_by_name(truth, names, cfg.DATASET.TRUTH_CSV)
+            scores = _box_scores(boxes, keypoint_extent_boxes(keypoints))
+            logger.info("against %s: mean IoU %.4f, mean corner error %.2f px",
+                        cfg.DATASET.TRUTH_CSV, scores["iou"], scores["corner_error"])
+        return result
+
+
+BOX_STAGE = BoxStage()
+
+
 def run_test(
-    cfg: CfgNode,
-    output_dir: Path,
-    logger: logging.Logger,
-    device: torch.device,
-    images: list[np.ndarray] | None = None,
+    cfg: CfgNode, output_dir: Path, logger: logging.Logger, device: torch.device
 ) -> Path:
     """Write ``<output_dir>/test_annotation.pkl``: one record {filename, bbox [x, y, w, h],
-    width, height, area} per test image, in ``TEST_CSV``'s row order, in plain python types.
-    Where ``TRUTH_CSV`` exists the boxes are also scored against its keypoint extents."""
-    names = test_image_names(cfg)
-    paths = [dataset_root(cfg) / cfg.DATASET.TEST_IMAGE_DIR / name for name in names]
-    model = load_model_for_test(cfg, output_dir, device)
-    boxes, sizes = _predict(model, cfg, paths, device, images)
-    result = write_test_annotation(output_dir, names, boxes, sizes)
-    logger.info("wrote %s: %d boxes (head %s)", result, len(names), cfg.MODEL.BBOX_HEAD)
-    truth = load_truth_table(cfg)
-    if truth is not None and set(names) <= set(truth.names):
-        by_name = dict(zip(truth.names, keypoint_extent_boxes(truth.keypoints), strict=True))
-        scores = _box_scores(boxes, np.stack([by_name[name] for name in names]))
-        logger.info("against %s: mean IoU %.4f, mean corner error %.2f px",
-                    cfg.DATASET.TRUTH_CSV, scores["iou"], scores["corner_error"])
-    return result
+    width, height, area} per test image, in ``TEST_CSV``'s row order, in plain python types."""
+    return run_stage_test(BOX_STAGE, cfg, output_dir, logger, device)

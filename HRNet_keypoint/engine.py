@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,16 @@ from common.io import read_image
 from common.keypoints import coordinate_columns, keypoint_set
 from common.metrics import rmse
 from common.motion_data import read_box_annotations, write_keypoint_csv
+from common.stage import TrainRun, train_on_table
+from common.stage import run_test as run_stage_test
 from common.stage_data import (
     KeypointTable,
     dataset_root,
     keypoint_extent_boxes,
     load_truth_table,
     test_image_names,
+    test_image_paths,
+    truth_by_name,
 )
 from common.trainer import Stage, make_loader
 from common.visualize import side_by_side, write_training_samples
@@ -124,15 +129,9 @@ def load_test_boxes(cfg: CfgNode, names: list[str], logger: logging.Logger) -> n
     competition has none, so the leaderboard config falls back to stage one's boxes)."""
     truth = load_truth_table(cfg) if cfg.TEST.USE_GT_BBOX else None
     if truth is not None:
-        by_name = dict(zip(truth.names, keypoint_extent_boxes(truth.keypoints), strict=True))
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            raise ValueError(
-                f"{len(missing)} test images have no ground truth in {cfg.DATASET.TRUTH_CSV}, "
-                f"e.g. {missing[:3]}"
-            )
+        keypoints = truth_by_name(truth, names, cfg.DATASET.TRUTH_CSV)
         logger.info("boxes: ground-truth keypoint extents from %s", cfg.DATASET.TRUTH_CSV)
-        return np.stack([by_name[n] for n in names])
+        return keypoint_extent_boxes(keypoints)
     if cfg.TEST.USE_GT_BBOX:
         logger.info("TEST.USE_GT_BBOX: no %s, using stage one's boxes", cfg.DATASET.TRUTH_CSV)
     box_file = dataset_root(cfg) / cfg.DATASET.BOX_FILE
@@ -154,24 +153,67 @@ def load_model_for_test(cfg: CfgNode, output_dir: Path, device: torch.device) ->
     return load_inference_model(lambda: build_model(cfg, is_train=False), cfg, weights, device)
 
 
+@dataclass
+class KeypointTestInputs:
+    """The test images' names in ``TEST_CSV``'s row order and their boxes (N, 4)."""
+
+    names: list[str]
+    boxes: np.ndarray
+
+
+@dataclass
+class KeypointPredictions:
+    """Stage two's test predictions: keypoints (N, J, 2) in original pixels."""
+
+    names: list[str]
+    coords: np.ndarray
+
+
+class KeypointStage:
+    """Stage two behind the stage interface (``common.stage.StageTask``)."""
+
+    task = "keypoint"
+
+    def build_model(self, cfg: CfgNode, is_train: bool,
+                    logger: logging.Logger | None = None) -> torch.nn.Module:  # fmt: skip
+        return build_model(cfg, is_train, logger)
+
+    def train(self, cfg: CfgNode, run: TrainRun) -> dict:
+        return train_on_table(cfg, run, build_model, build_stage, evaluate)
+
+    def read_test_inputs(self, cfg: CfgNode, logger: logging.Logger) -> KeypointTestInputs:
+        names = test_image_names(cfg)
+        return KeypointTestInputs(names, load_test_boxes(cfg, names, logger))
+
+    def load_for_test(self, cfg: CfgNode, output_dir: Path,
+                      device: torch.device) -> torch.nn.Module:  # fmt: skip
+        return load_model_for_test(cfg, output_dir, device)
+
+    def predict(self, cfg: CfgNode, model: torch.nn.Module, inputs: KeypointTestInputs,
+                device: torch.device) -> KeypointPredictions:  # fmt: skip
+        paths = test_image_paths(cfg, inputs.names)
+        return KeypointPredictions(inputs.names,
+                                   predict_boxes(model, cfg, paths, inputs.boxes, device))
+
+    def write_outputs(self, cfg: CfgNode, output_dir: Path, predictions: KeypointPredictions,
+                      logger: logging.Logger) -> Path:  # fmt: skip
+        """``<output_dir>/result.csv`` with the template's columns and row order."""
+        kp_names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
+        result = output_dir / "result.csv"
+        write_keypoint_csv(result, predictions.names, predictions.coords, kp_names)
+        logger.info(
+            "wrote %s: %d images x %d columns (flip test %s)",
+            result, len(predictions.names), len(coordinate_columns(kp_names)),
+            cfg.TEST.FLIP_TEST,
+        )  # fmt: skip
+        return result
+
+
+KEYPOINT_STAGE = KeypointStage()
+
+
 def run_test(
-    cfg: CfgNode,
-    output_dir: Path,
-    logger: logging.Logger,
-    device: torch.device,
-    images: list[np.ndarray] | None = None,
+    cfg: CfgNode, output_dir: Path, logger: logging.Logger, device: torch.device
 ) -> Path:
     """Write ``<output_dir>/result.csv`` with the template's columns and row order."""
-    names = test_image_names(cfg)
-    boxes = load_test_boxes(cfg, names, logger)
-    paths = [dataset_root(cfg) / cfg.DATASET.TEST_IMAGE_DIR / n for n in names]
-    model = load_model_for_test(cfg, output_dir, device)
-    coords = predict_boxes(model, cfg, paths, boxes, device, images=images)
-    kp_names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
-    result = output_dir / "result.csv"
-    write_keypoint_csv(result, names, coords, kp_names)
-    logger.info(
-        "wrote %s: %d images x %d columns (flip test %s)",
-        result, len(names), len(coordinate_columns(kp_names)), cfg.TEST.FLIP_TEST,
-    )  # fmt: skip
-    return result
+    return run_stage_test(KEYPOINT_STAGE, cfg, output_dir, logger, device)

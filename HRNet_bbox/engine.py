@@ -18,10 +18,10 @@ from torch.nn import functional as F
 from tqdm import tqdm
 from yacs.config import CfgNode
 
+from common.box_files import write_box_annotations
 from common.checkpoint import BEST_NAME
 from common.io import read_image
 from common.metrics import box_iou, corner_error
-from common.motion_data import write_box_annotations
 from common.stage import TrainRun, train_on_table
 from common.stage import run_test as run_stage_test
 from common.stage_data import (

@@ -11,11 +11,12 @@ import torch
 from tqdm import tqdm
 from yacs.config import CfgNode
 
+from common.box_files import read_box_annotations
 from common.checkpoint import BEST_NAME
 from common.io import read_image
 from common.keypoints import coordinate_columns, keypoint_set
 from common.metrics import rmse
-from common.motion_data import read_box_annotations, write_keypoint_csv
+from common.motion_data import write_keypoint_csv
 from common.stage import TrainRun, train_on_table
 from common.stage import run_test as run_stage_test
 from common.stage_data import (

@@ -16,10 +16,11 @@ import torch
 from yacs.config import CfgNode
 
 from benchmarks.probes import MemoryProbe, measure_row
+from common.box_files import read_box_annotations
 from common.config import load_config
 from common.io import read_image, reduce_factor
 from common.keypoints import keypoint_set
-from common.motion_data import keypoints_array, read_box_annotations, read_keypoint_csv
+from common.motion_data import keypoints_array, read_keypoint_csv
 from common.stage_data import (
     keypoint_extent_boxes,
     load_truth_table,

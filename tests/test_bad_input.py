@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from common import stage_data
+from common.box_files import write_box_annotations
 from common.config import load_config
 from common.gesture.submission import SubmissionLayout, write_submission
 from common.io import ImageReadError, atomic_write_text, check_images, read_image
@@ -27,7 +28,6 @@ from common.motion_data import (
     DataFormatError,
     keypoints_array,
     read_keypoint_csv,
-    write_box_annotations,
     write_keypoint_csv,
 )
 from common.run_dir import output_dir_for

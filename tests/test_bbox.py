@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from common import stage_data
+from common.box_files import read_box_annotations
 from common.config import get_defaults, load_config
 from common.io import read_image
-from common.motion_data import read_box_annotations
 from common.stage_data import keypoint_extent_boxes, load_training_table
 from common.synthetic.motion import generate_motion_dataset
 from common.trainer import fit

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.box_files import read_box_annotations, write_box_annotations
 from common.keypoints import MOTION_KEYPOINTS, coordinate_columns
 from common.motion_data import (
     DataFormatError,
@@ -16,11 +17,9 @@ from common.motion_data import (
     check_keypoints_inside,
     keypoints_array,
     parse_motion_filename,
-    read_box_annotations,
     read_keypoint_csv,
     sequence_key,
     validate_submission,
-    write_box_annotations,
     write_keypoint_csv,
 )
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.box_files import read_box_annotations
 from common.config import load_config
-from common.motion_data import keypoints_array, read_box_annotations, read_keypoint_csv
+from common.motion_data import keypoints_array, read_keypoint_csv
 from common.run_dir import output_dir_for
 from tests.conftest import ROOT, load_tool
 

@@ -22,7 +22,7 @@ from common.box_files import write_box_annotations
 from common.checkpoint import BEST_NAME
 from common.io import read_image
 from common.metrics import box_iou, corner_error
-from common.stage import TrainRun, train_on_table
+from common.stage import TrainRun, image_stage, train_on_table
 from common.stage import run_test as run_stage_test
 from common.stage_data import (
     KeypointTable,
@@ -33,7 +33,7 @@ from common.stage_data import (
     truth_by_name,
 )
 from common.trainer import Stage, make_loader
-from common.visualize import draw_boxes, write_training_samples
+from common.visualize import draw_boxes
 from HRNet_bbox.codec import BoxCodec, loss_weights
 from HRNet_bbox.dataset import WholeImageBoxDataset
 from HRNet_bbox.model import REFERENCE_HEAD, BoxRegressor, build_box_model
@@ -136,22 +136,12 @@ def build_stage(
         scores = _box_scores(pred, val_boxes)
         return {"metric": scores["corner_error"], **scores}
 
-    def draw_samples(net: BoxRegressor, epoch: int, metrics: dict, writer) -> None:
-        count = min(cfg.DEBUG.NUM_SAMPLE_IMAGES, len(val.paths))
-        pictures = [
-            draw_boxes(read_image(val.paths[i]), last_pred["boxes"][i], val_boxes[i])
-            for i in range(count)
-        ]
-        write_training_samples(writer, epoch, pictures)
+    def draw_sample(index: int, epoch: int) -> np.ndarray:
+        return draw_boxes(read_image(val.paths[index]), last_pred["boxes"][index],
+                          val_boxes[index])  # fmt: skip
 
-    return Stage(
-        model=model,
-        make_train_loader=lambda gen: make_loader(train_set, cfg, train=True, generator=gen),
-        train_step=train_step,
-        validate=validate,
-        metric_name="corner_error",
-        after_validation=draw_samples,
-    )
+    return image_stage(cfg, model, train_set, train_step, validate, "corner_error",
+                       len(val.paths), draw_sample)  # fmt: skip
 
 
 def load_model_for_test(cfg: CfgNode, output_dir: Path, device: torch.device) -> torch.nn.Module:

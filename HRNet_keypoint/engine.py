@@ -17,7 +17,7 @@ from common.io import read_image
 from common.keypoints import coordinate_columns, keypoint_set
 from common.metrics import rmse
 from common.motion_data import write_keypoint_csv
-from common.stage import TrainRun, train_on_table
+from common.stage import TrainRun, image_stage, train_on_table
 from common.stage import run_test as run_stage_test
 from common.stage_data import (
     KeypointTable,
@@ -29,7 +29,7 @@ from common.stage_data import (
     truth_by_name,
 )
 from common.trainer import Stage, make_loader
-from common.visualize import side_by_side, write_training_samples
+from common.visualize import side_by_side
 from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
 from HRNet_keypoint.inference import predict_keypoints
 from HRNet_keypoint.loss import JointsMSELoss
@@ -105,23 +105,13 @@ def build_stage(
         error = rmse(pred, val.keypoints)
         return {"metric": error, "rmse": error, "mse": error**2}
 
-    def draw_samples(net: torch.nn.Module, epoch: int, metrics: dict, writer) -> None:
-        count = min(cfg.DEBUG.NUM_SAMPLE_IMAGES, len(val.paths))
-        pictures = [
-            side_by_side(read_image(val.paths[i]), last_pred["coords"][i], val.keypoints[i],
-                         val_boxes[i], f"epoch {epoch}  {val.names[i]}")  # fmt: skip
-            for i in range(count)
-        ]
-        write_training_samples(writer, epoch, pictures)
+    def draw_sample(index: int, epoch: int) -> np.ndarray:
+        return side_by_side(read_image(val.paths[index]), last_pred["coords"][index],
+                            val.keypoints[index], val_boxes[index],
+                            f"epoch {epoch}  {val.names[index]}")  # fmt: skip
 
-    return Stage(
-        model=model,
-        make_train_loader=lambda gen: make_loader(train_set, cfg, train=True, generator=gen),
-        train_step=train_step,
-        validate=validate,
-        metric_name="rmse",
-        after_validation=draw_samples,
-    )
+    return image_stage(cfg, model, train_set, train_step, validate, "rmse", len(val.paths),
+                       draw_sample)  # fmt: skip
 
 
 def load_test_boxes(cfg: CfgNode, names: list[str], logger: logging.Logger) -> np.ndarray:

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from tensorboardX import SummaryWriter
 from torch import nn
+from torch.utils.data import Dataset
 from yacs.config import CfgNode
 
 from common.checkpoint import BEST_NAME
@@ -27,7 +29,8 @@ from common.distributed import cleanup
 from common.io import atomic_write_text
 from common.splits import make_splits
 from common.stage_data import KeypointTable, load_training_table, split_groups
-from common.trainer import Stage, fit
+from common.trainer import Stage, fit, make_loader
+from common.visualize import write_training_samples
 from models.weights import load_state_dict_strict
 
 
@@ -138,6 +141,34 @@ def train_on_table(
     atomic_write_text(output_dir / "train_summary.json", json.dumps(summary, indent=1))
     cleanup()
     return summary
+
+
+def image_stage(
+    cfg: CfgNode,
+    model: nn.Module,
+    train_set: Dataset,
+    train_step: Callable[[nn.Module, Any], torch.Tensor],
+    validate: Callable[[nn.Module, int], dict[str, float]],
+    metric_name: str,
+    val_count: int,
+    draw_sample: Callable[[int, int], np.ndarray],
+) -> Stage:
+    """An image stage on ``common.trainer.fit``: batches of ``train_set``, and after each
+    validation the first ``DEBUG.NUM_SAMPLE_IMAGES`` of the ``val_count`` validation images
+    drawn by ``draw_sample(index, epoch)`` into TensorBoard."""
+
+    def draw_samples(net: nn.Module, epoch: int, metrics: dict, writer) -> None:
+        count = min(cfg.DEBUG.NUM_SAMPLE_IMAGES, val_count)
+        write_training_samples(writer, epoch, [draw_sample(i, epoch) for i in range(count)])
+
+    return Stage(
+        model=model,
+        make_train_loader=lambda gen: make_loader(train_set, cfg, train=True, generator=gen),
+        train_step=train_step,
+        validate=validate,
+        metric_name=metric_name,
+        after_validation=draw_samples,
+    )
 
 
 def _score_best(

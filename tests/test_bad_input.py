@@ -1,7 +1,8 @@
 """Bad input injected into the pipeline: broken images, keypoints off the image, broken box
 files, checkpoints of another config, odd image formats and interrupted writers. Each fault
 must give an error that names what is wrong, or be handled as documented, and never leave a
-half-written output. (Reader-level CSV and box-file checks are in tests/test_motion_data.py.)"""
+half-written output. (Reader-level checks are in tests/test_motion_data.py and
+tests/test_box_files.py.)"""
 
 from __future__ import annotations
 

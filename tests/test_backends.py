@@ -64,6 +64,7 @@ def keypoint_predictions(root: Path, run_dir: Path, backend: str) -> tuple[nn.Mo
     )
 
 
+@pytest.mark.slow
 def test_every_backend_gives_the_plain_keypoints(tiny_motion, keypoint_run):
     plain_model, plain = keypoint_predictions(tiny_motion, keypoint_run, "torch")
     assert any(isinstance(m, nn.BatchNorm2d) for m in plain_model.modules())
@@ -98,6 +99,7 @@ def corners_px(model: nn.Module, cfg, paths: list[Path]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("head", ["pooled", "reference"])
+@pytest.mark.slow
 def test_every_backend_gives_the_plain_boxes(tiny_motion, tmp_path, head):
     opts = ["DATASET.ROOT", str(tiny_motion), "MODEL.BBOX_HEAD", head]
     cfg = load_config(BBOX_CFG, opts)
@@ -119,6 +121,7 @@ def test_every_backend_gives_the_plain_boxes(tiny_motion, tmp_path, head):
         assert np.abs(boxes[backend] - boxes["torch"]).max() <= TOLERANCE_PX, backend
 
 
+@pytest.mark.slow
 def test_export_onnx_tool_and_onnx_file(tiny_motion, keypoint_run, tmp_path):
     onnx_path = tmp_path / "exported" / "model.onnx"
     export = load_tool("export_onnx").main([
@@ -145,6 +148,7 @@ def test_export_onnx_tool_and_onnx_file(tiny_motion, keypoint_run, tmp_path):
         keypoint_engine.load_model_for_test(wrong, run_dir, CPU)
 
 
+@pytest.mark.slow
 def test_a_cached_export_is_used_without_building_the_model(keypoint_run):
     cfg = load_config(KEYPOINT_CFG, ["TEST.BACKEND", "onnxruntime"])
     weights = keypoint_run / "model_best.pth"

@@ -22,6 +22,8 @@ from HRNet_bbox.model import (
 )
 from tests.bbox_setup import tiny_cfg
 
+pytestmark = pytest.mark.slow  # training, the chain, DDP or the benchmark
+
 LOGGER = logging.getLogger("test_bbox")
 
 

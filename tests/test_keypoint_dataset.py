@@ -197,6 +197,7 @@ def test_augmentation_is_deterministic_under_manual_seed(samples) -> None:
     )
 
 
+@pytest.mark.slow
 def test_worker_seeding_makes_loader_deterministic(samples) -> None:
     paths, keypoints = samples
     dataset = make_dataset(paths, keypoints, is_train=True)

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from common.stage_data import keypoint_extent_boxes, load_training_table
 from HRNet_bbox import engine
@@ -16,7 +15,7 @@ from HRNet_bbox.codec import loss_weights, sanitize_boxes_xyxy
 from HRNet_bbox.dataset import (
     WholeImageBoxDataset,
 )
-from tests.bbox_setup import tiny_cfg
+from tests.bbox_setup import ConstantCorners, tiny_cfg
 
 
 def test_sanitize_clips_sorts_and_keeps_boxes_positive() -> None:
@@ -40,17 +39,6 @@ def test_sanitize_clips_sorts_and_keeps_boxes_positive() -> None:
     assert (boxes[:, :2] >= 0).all() and (boxes[:, :2] + boxes[:, 2:] <= sizes - 1).all()
     with pytest.raises(ValueError, match="not finite"):
         sanitize_boxes_xyxy(np.array([[0.0, np.nan, 3.0, 3.0]]), np.array([[10, 10]]))
-
-
-class ConstantCorners(nn.Module):
-    """A stand-in model that always predicts the same normalised corners."""
-
-    def __init__(self, corners: list[float]) -> None:
-        super().__init__()
-        self.corners = torch.tensor(corners)
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.corners.expand(len(inputs), 4)
 
 
 def test_predictions_use_each_images_own_size() -> None:

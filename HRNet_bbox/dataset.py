@@ -19,44 +19,15 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from yacs.config import CfgNode
 
-from common.io import image_size, read_image, read_image_at_least
-from HRNet_bbox.model import head_scale
-from HRNet_keypoint.dataset import normalize_crop
+from common.image_data import ImageDataset, normalize_crop
+from common.io import image_size
+from HRNet_bbox.codec import BoxCodec, sanitize_boxes_xyxy
 
 MIN_VISIBILITY = 0.05  # the reference's BboxParams
 BOX_LABEL = "person"
 BBOX_AUGMENTATIONS = ("reference", "mild")
-
-
-def sanitize_boxes_xyxy(boxes_xyxy: np.ndarray, image_sizes_wh: np.ndarray) -> np.ndarray:
-    """Corners (N, 4) -> valid ``[x, y, w, h]`` boxes inside their images.
-
-    Corners are sorted (x1 <= x2, y1 <= y2), clipped to pixel coordinates 0..size-1, and a box
-    thinner than 1 px is widened to 1 px about its centre (kept inside the image), so no box is
-    empty, inverted or outside: stage two drops such images silently.
-    """
-    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-    sizes = np.asarray(image_sizes_wh, dtype=np.float64).reshape(-1, 2)
-    if len(sizes) != len(boxes):
-        raise ValueError(f"{len(boxes)} boxes but {len(sizes)} image sizes")
-    bad = np.flatnonzero(~np.isfinite(boxes).all(axis=1))
-    if len(bad):
-        raise ValueError(f"box {int(bad[0])} is not finite: {boxes[bad[0]].tolist()}")
-    out = np.empty_like(boxes)
-    for axis in (0, 1):
-        low = np.minimum(boxes[:, axis], boxes[:, axis + 2])
-        high = np.maximum(boxes[:, axis], boxes[:, axis + 2])
-        last = np.maximum(sizes[:, axis] - 1.0, 1.0)  # the last pixel; 1 for a 1-pixel image
-        low, high = np.clip(low, 0.0, last), np.clip(high, 0.0, last)
-        thin = high - low < 1.0
-        centre = (low + high) / 2.0
-        low = np.where(thin, np.clip(centre - 0.5, 0.0, last - 1.0), low)
-        high = np.where(thin, low + 1.0, high)
-        out[:, axis], out[:, axis + 2] = low, high - low
-    return out
 
 
 def _reference_augmentation() -> list[A.BasicTransform]:
@@ -126,7 +97,7 @@ def transform_with_fallback(
     return result["image"], np.asarray(result["bboxes"][0], dtype=np.float64), fell_back
 
 
-class WholeImageBoxDataset(Dataset):
+class WholeImageBoxDataset(ImageDataset):
     """Whole images with one box each (training, validation) or without boxes (test).
 
     Items: (input (3, H, W) float32, target (4,) float32 in the head's units (zeros without
@@ -146,11 +117,7 @@ class WholeImageBoxDataset(Dataset):
         images: Sequence[np.ndarray] | None = None,
         reduced_decode: bool = False,
     ) -> None:
-        self.image_paths = [Path(path) for path in image_paths]
-        if images is not None and len(images) != len(self.image_paths):
-            raise ValueError(
-                f"got {len(images)} decoded images for {len(self.image_paths)} image paths"
-            )
+        super().__init__(image_paths, images, reduced_decode)
         if boxes_xywh is None and is_train:
             raise ValueError("training needs a box per image")
         if boxes_xywh is not None:
@@ -161,33 +128,21 @@ class WholeImageBoxDataset(Dataset):
                     f"got {boxes_xywh.shape}"
                 )
         self.boxes = boxes_xywh
-        self.images = images
-        self.reduced_decode = reduced_decode and images is None
         self.is_train = is_train
         self.color_rgb = bool(cfg.DATASET.COLOR_RGB)
         self.input_size = tuple(int(v) for v in cfg.MODEL.IMAGE_SIZE)
-        self.scale = head_scale(cfg.MODEL.BBOX_HEAD, self.input_size).numpy()
+        self.codec = BoxCodec.from_cfg(cfg)
         self.plain = build_transforms(cfg, is_train=False)
         self.augment = build_transforms(cfg, is_train=True) if is_train else None
-
-    def __len__(self) -> int:
-        return len(self.image_paths)
 
     def _load(self, index: int) -> tuple[np.ndarray, float, float]:
         """The image (RGB with ``COLOR_RGB``), and its original pixels per decoded pixel."""
         if self.reduced_decode:
-            path = self.image_paths[index]
-            image, to_original = read_image_at_least(path, image_size(path), self.input_size)
+            whole = image_size(self.image_paths[index])
+            image, to_original = self.read_reduced(index, whole, self.input_size)
             sx, sy = to_original[0, 0], to_original[1, 1]
-        elif self.images is None:
-            image, sx, sy = read_image(self.image_paths[index]), 1.0, 1.0
         else:
-            image, sx, sy = self.images[index], 1.0, 1.0
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise ValueError(
-                    f"decoded image for {self.image_paths[index]} must be uint8 (H, W, 3) BGR, "
-                    f"got {image.dtype} {image.shape}"
-                )
+            image, sx, sy = self.load_image(index), 1.0, 1.0
         return (cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if self.color_rgb else image), sx, sy
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -207,8 +162,5 @@ class WholeImageBoxDataset(Dataset):
         else:
             result = self.plain(image=image, bboxes=[list(box)], labels=[BOX_LABEL])
             resized, box = result["image"], np.asarray(result["bboxes"][0], dtype=np.float64)
-        in_width, in_height = self.input_size
-        corners = np.array([box[0] / in_width, box[1] / in_height,
-                            (box[0] + box[2]) / in_width, (box[1] + box[3]) / in_height])
-        target = torch.from_numpy((corners * self.scale).astype(np.float32))
+        target = torch.from_numpy(self.codec.encode(box))
         return normalize_crop(resized, False), target, meta

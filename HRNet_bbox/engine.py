@@ -1,16 +1,14 @@
 """Stage one end to end: train a whole-image box regressor, validate in original pixels, and write
 ``test_annotation.pkl`` for stage two. Same four entry points as ``HRNet_keypoint.engine``.
 
-Loss: MSE on the head's targets. 'pooled' targets are normalised corners. 'reference' targets
-are input pixels and, as in the reference, both sides are first scaled to original pixels:
-x by ``width / INPUT_SIZE`` and y by ``height / INPUT_SIZE`` when ``INPUT_SIZE`` > 0 (the
-reference's 288, which weighs x errors 1.78x at 384x288: REFERENCE.md pitfall 2), else by
-``width / input width`` and ``height / input height`` (true original pixels).
+Loss: MSE on the head's targets (``HRNet_bbox.codec``); the 'reference' head's are first scaled
+to original pixels by ``codec.loss_weights``, as in the reference.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +18,24 @@ from torch.nn import functional as F
 from tqdm import tqdm
 from yacs.config import CfgNode
 
+from common.box_files import write_box_annotations
 from common.checkpoint import BEST_NAME
 from common.io import read_image
 from common.metrics import box_iou, corner_error
-from common.motion_data import write_box_annotations
+from common.stage import TrainRun, image_stage, train_on_table
+from common.stage import run_test as run_stage_test
 from common.stage_data import (
     KeypointTable,
-    dataset_root,
     keypoint_extent_boxes,
     load_truth_table,
     test_image_names,
+    test_image_paths,
+    truth_by_name,
 )
 from common.trainer import Stage, make_loader
-from common.visualize import draw_boxes, write_training_samples
-from HRNet_bbox.dataset import WholeImageBoxDataset, sanitize_boxes_xyxy
+from common.visualize import draw_boxes
+from HRNet_bbox.codec import BoxCodec, loss_weights
+from HRNet_bbox.dataset import WholeImageBoxDataset
 from HRNet_bbox.model import REFERENCE_HEAD, BoxRegressor, build_box_model
 from models.backends import load_inference_model
 
@@ -47,7 +49,7 @@ def build_model(cfg: CfgNode, is_train: bool, logger: logging.Logger | None = No
 
 
 def _predict(
-    model: BoxRegressor,
+    model: torch.nn.Module,
     cfg: CfgNode,
     paths: list[Path],
     device: torch.device,
@@ -57,27 +59,22 @@ def _predict(
     """Clean ``[x, y, w, h]`` boxes (N, 4) in original pixels and image sizes (N, 2) [w, h]."""
     dataset = WholeImageBoxDataset(cfg, paths, None, is_train=False, images=images,
                                    reduced_decode=cfg.TEST.REDUCED_DECODE)  # fmt: skip
+    codec = BoxCodec.from_cfg(cfg)
     boxes = np.zeros((len(paths), 4), dtype=np.float64)
     sizes = np.zeros((len(paths), 2), dtype=np.int64)
     model.eval()
     with torch.no_grad():
         for inputs, _, meta in tqdm(make_loader(dataset, cfg, train=False), desc=desc, leave=False):
-            corners = model.normalized_corners(model(inputs.to(device))).double().cpu().numpy()
             index = meta["index"].numpy()
             size = np.stack([meta["width"].numpy(), meta["height"].numpy()], axis=1)
-            bad = np.flatnonzero(~np.isfinite(corners).all(axis=1))
-            if len(bad):
-                raise ValueError(
-                    f"the model predicted a non-finite box for {paths[index[bad[0]]]}: "
-                    f"{corners[bad[0]].tolist()} (are the weights broken?)"
-                )
-            boxes[index] = sanitize_boxes_xyxy(corners * np.tile(size, 2), size)
+            output = model(inputs.to(device))
+            boxes[index] = codec.decode(output, size, [paths[i] for i in index])
             sizes[index] = size
     return boxes, sizes
 
 
 def predict_boxes_xywh(
-    model: BoxRegressor,
+    model: torch.nn.Module,
     cfg: CfgNode,
     paths: list[Path],
     device: torch.device,
@@ -104,17 +101,6 @@ def evaluate(
     return _box_scores(pred, keypoint_extent_boxes(table.keypoints))
 
 
-def _loss_weights(cfg: CfgNode, meta: dict) -> torch.Tensor:
-    """(N, 4) factors from the 'reference' head's input pixels to (the reference's) original
-    pixels; see the module docstring."""
-    in_width, in_height = (float(v) for v in cfg.MODEL.IMAGE_SIZE)
-    divisor_x = float(cfg.INPUT_SIZE) if cfg.INPUT_SIZE > 0 else in_width
-    divisor_y = float(cfg.INPUT_SIZE) if cfg.INPUT_SIZE > 0 else in_height
-    x = meta["width"].double() / divisor_x
-    y = meta["height"].double() / divisor_y
-    return torch.stack([x, y, x, y], dim=1).float()
-
-
 def build_stage(
     cfg: CfgNode,
     model: BoxRegressor,
@@ -138,7 +124,7 @@ def build_stage(
         output = net(inputs.to(device))
         target = target.to(device)
         if reference_loss:
-            weights = _loss_weights(cfg, meta).to(device)
+            weights = loss_weights(cfg, meta).to(device)
             return F.mse_loss(output * weights, target * weights)
         return F.mse_loss(output, target)
 
@@ -150,48 +136,19 @@ def build_stage(
         scores = _box_scores(pred, val_boxes)
         return {"metric": scores["corner_error"], **scores}
 
-    def draw_samples(net: BoxRegressor, epoch: int, metrics: dict, writer) -> None:
-        count = min(cfg.DEBUG.NUM_SAMPLE_IMAGES, len(val.paths))
-        pictures = [
-            draw_boxes(read_image(val.paths[i]), last_pred["boxes"][i], val_boxes[i])
-            for i in range(count)
-        ]
-        write_training_samples(writer, epoch, pictures)
+    def draw_sample(index: int, epoch: int) -> np.ndarray:
+        return draw_boxes(read_image(val.paths[index]), last_pred["boxes"][index],
+                          val_boxes[index])  # fmt: skip
 
-    return Stage(
-        model=model,
-        make_train_loader=lambda gen: make_loader(train_set, cfg, train=True, generator=gen),
-        train_step=train_step,
-        validate=validate,
-        metric_name="corner_error",
-        after_validation=draw_samples,
-    )
+    return image_stage(cfg, model, train_set, train_step, validate, "corner_error",
+                       len(val.paths), draw_sample)  # fmt: skip
 
 
-class PreparedBoxModel(nn.Module):
-    """A box model run by an inference backend, keeping ``normalized_corners`` (the backend
-    gives only the head's output)."""
-
-    def __init__(self, runner: nn.Module, cfg: CfgNode) -> None:
-        super().__init__()
-        self.runner = runner
-        self.head_name = cfg.MODEL.BBOX_HEAD
-        self.image_size = tuple(int(v) for v in cfg.MODEL.IMAGE_SIZE)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.runner(images)
-
-    normalized_corners = BoxRegressor.normalized_corners
-
-
-def load_model_for_test(
-    cfg: CfgNode, output_dir: Path, device: torch.device
-) -> BoxRegressor | PreparedBoxModel:
+def load_model_for_test(cfg: CfgNode, output_dir: Path, device: torch.device) -> torch.nn.Module:
     """The box model from ``TEST.MODEL_FILE`` or ``<output_dir>/model_best.pth``, strictly
     (never the pretrained file), run by ``TEST.BACKEND`` (models/backends.py)."""
     weights = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else output_dir / BEST_NAME
-    runner = load_inference_model(lambda: build_model(cfg, is_train=False), cfg, weights, device)
-    return runner if isinstance(runner, BoxRegressor) else PreparedBoxModel(runner, cfg)
+    return load_inference_model(lambda: build_model(cfg, is_train=False), cfg, weights, device)
 
 
 def write_test_annotation(
@@ -214,26 +171,61 @@ def write_test_annotation(
     return result
 
 
+@dataclass
+class BoxPredictions:
+    """Stage one's test predictions: boxes ``[x, y, w, h]`` (N, 4) and image sizes (N, 2)."""
+
+    names: list[str]
+    boxes: np.ndarray
+    sizes: np.ndarray
+
+
+class BoxStage:
+    """Stage one behind the stage interface (``common.stage.StageTask``)."""
+
+    task = "bbox"
+
+    def build_model(self, cfg: CfgNode, is_train: bool,
+                    logger: logging.Logger | None = None) -> BoxRegressor:  # fmt: skip
+        return build_model(cfg, is_train, logger)
+
+    def train(self, cfg: CfgNode, run: TrainRun) -> dict:
+        return train_on_table(cfg, run, build_model, build_stage, evaluate)
+
+    def read_test_inputs(self, cfg: CfgNode, logger: logging.Logger) -> list[str]:
+        """The test images' names, in ``TEST_CSV``'s row order, each checked."""
+        return test_image_names(cfg)
+
+    def load_for_test(self, cfg: CfgNode, output_dir: Path, device: torch.device) -> nn.Module:
+        return load_model_for_test(cfg, output_dir, device)
+
+    def predict(self, cfg: CfgNode, model: nn.Module, inputs: list[str],
+                device: torch.device) -> BoxPredictions:  # fmt: skip
+        boxes, sizes = _predict(model, cfg, test_image_paths(cfg, inputs), device)
+        return BoxPredictions(inputs, boxes, sizes)
+
+    def write_outputs(self, cfg: CfgNode, output_dir: Path, predictions: BoxPredictions,
+                      logger: logging.Logger) -> Path:  # fmt: skip
+        """``<output_dir>/test_annotation.pkl``; where ``TRUTH_CSV`` exists the boxes are also
+        scored against its keypoint extents."""
+        names, boxes = predictions.names, predictions.boxes
+        result = write_test_annotation(output_dir, names, boxes, predictions.sizes)
+        logger.info("wrote %s: %d boxes (head %s)", result, len(names), cfg.MODEL.BBOX_HEAD)
+        truth = load_truth_table(cfg)
+        if truth is not None and set(names) <= set(truth.names):
+            keypoints = truth_by_name(truth, names, cfg.DATASET.TRUTH_CSV)
+            scores = _box_scores(boxes, keypoint_extent_boxes(keypoints))
+            logger.info("against %s: mean IoU %.4f, mean corner error %.2f px",
+                        cfg.DATASET.TRUTH_CSV, scores["iou"], scores["corner_error"])
+        return result
+
+
+BOX_STAGE = BoxStage()
+
+
 def run_test(
-    cfg: CfgNode,
-    output_dir: Path,
-    logger: logging.Logger,
-    device: torch.device,
-    images: list[np.ndarray] | None = None,
+    cfg: CfgNode, output_dir: Path, logger: logging.Logger, device: torch.device
 ) -> Path:
     """Write ``<output_dir>/test_annotation.pkl``: one record {filename, bbox [x, y, w, h],
-    width, height, area} per test image, in ``TEST_CSV``'s row order, in plain python types.
-    Where ``TRUTH_CSV`` exists the boxes are also scored against its keypoint extents."""
-    names = test_image_names(cfg)
-    paths = [dataset_root(cfg) / cfg.DATASET.TEST_IMAGE_DIR / name for name in names]
-    model = load_model_for_test(cfg, output_dir, device)
-    boxes, sizes = _predict(model, cfg, paths, device, images)
-    result = write_test_annotation(output_dir, names, boxes, sizes)
-    logger.info("wrote %s: %d boxes (head %s)", result, len(names), cfg.MODEL.BBOX_HEAD)
-    truth = load_truth_table(cfg)
-    if truth is not None and set(names) <= set(truth.names):
-        by_name = dict(zip(truth.names, keypoint_extent_boxes(truth.keypoints), strict=True))
-        scores = _box_scores(boxes, np.stack([by_name[name] for name in names]))
-        logger.info("against %s: mean IoU %.4f, mean corner error %.2f px",
-                    cfg.DATASET.TRUTH_CSV, scores["iou"], scores["corner_error"])
-    return result
+    width, height, area} per test image, in ``TEST_CSV``'s row order, in plain python types."""
+    return run_stage_test(BOX_STAGE, cfg, output_dir, logger, device)

@@ -44,17 +44,6 @@ def heatmap_size_for(image_size: Sequence[int]) -> tuple[int, int]:
     return math.ceil(math.ceil(height / 2) / 2), math.ceil(math.ceil(width / 2) / 2)
 
 
-def head_scale(head: str, image_size: Sequence[int]) -> torch.Tensor:
-    """The factors (4,) from normalised corners (fractions of the input width and height) to the
-    head's units: input pixels for 'reference', 1 for 'pooled'."""
-    if head not in BOX_HEADS:
-        raise ValueError(f"MODEL.BBOX_HEAD must be one of {list(BOX_HEADS)}, got {head!r}")
-    if head == POOLED_HEAD:
-        return torch.ones(4)
-    width, height = (float(v) for v in image_size)
-    return torch.tensor([width, height, width, height])
-
-
 class ReferenceBoxHead(nn.Module):
     """Flattened heatmaps -> Linear -> (x1, y1, x2, y2) in input pixels (the competition head)."""
 
@@ -112,11 +101,8 @@ class SoftArgmaxBoxHead(nn.Module):
 
 
 class BoxRegressor(nn.Sequential):
-    """``0`` = HRNet backbone, ``1`` = box head; ``forward`` gives the head's output (N, 4).
-
-    ``normalized_corners`` turns that output into x1, y1, x2, y2 as fractions of the input width
-    and height, whichever the head.
-    """
+    """``0`` = HRNet backbone, ``1`` = box head; ``forward`` gives the head's output (N, 4),
+    which ``HRNet_bbox.codec`` decodes into boxes."""
 
     def __init__(self, backbone: PoseHighResolutionNet, head_name: str,
                  image_size: Sequence[int], num_joints: int) -> None:
@@ -131,11 +117,6 @@ class BoxRegressor(nn.Sequential):
                 f"MODEL.BBOX_HEAD must be one of {list(BOX_HEADS)}, got {head_name!r}"
             )
         super().__init__(backbone, head)
-        self.head_name = head_name
-        self.image_size = tuple(int(v) for v in image_size)
-
-    def normalized_corners(self, output: torch.Tensor) -> torch.Tensor:
-        return output / head_scale(self.head_name, self.image_size).to(output)
 
 
 def build_box_model(cfg: CfgNode, is_train: bool,

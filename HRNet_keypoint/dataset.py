@@ -16,12 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from yacs.config import CfgNode
 
-from common.io import image_size, read_image, read_image_at_least
+from common.image_data import ImageDataset, normalize_crop
+from common.io import image_size
 from common.stage_data import keypoint_extent_boxes
-from HRNet_keypoint.targets import generate_target
+from HRNet_keypoint.codec import generate_target
 from HRNet_keypoint.transforms import (
     PIXEL_STD,
     affine_transform,
@@ -31,22 +31,6 @@ from HRNet_keypoint.transforms import (
     get_affine_transform,
     half_body_transform,
 )
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def normalize_crop(crop: np.ndarray, color_rgb: bool) -> torch.Tensor:
-    """uint8 BGR crop (H, W, 3) to the network input (3, H, W): ToTensor + ImageNet Normalize.
-
-    Same operations as torchvision's ToTensor and Normalize, so the numbers match bit for bit.
-    """
-    if color_rgb:
-        crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-    tensor = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))).float().div(255)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=tensor.dtype)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, dtype=tensor.dtype)[:, None, None]
-    return tensor.sub(mean).div(std)
 
 
 def crop_image(
@@ -77,8 +61,8 @@ def crop_image(
     return crop, matrix
 
 
-class _CropDataset(Dataset):
-    """Shared image access and crop geometry of the two datasets."""
+class _CropDataset(ImageDataset):
+    """Shared crop geometry of the two datasets."""
 
     def __init__(
         self,
@@ -87,40 +71,19 @@ class _CropDataset(Dataset):
         images: Sequence[np.ndarray] | None,
         reduced_decode: bool = False,
     ) -> None:
-        self.image_paths = [Path(path) for path in image_paths]
-        if images is not None and len(images) != len(self.image_paths):
-            raise ValueError(
-                f"got {len(images)} decoded images for {len(self.image_paths)} image paths"
-            )
-        self.images = images
-        self.reduced_decode = reduced_decode and images is None
+        super().__init__(image_paths, images, reduced_decode)
         self.image_size = [int(v) for v in cfg.MODEL.IMAGE_SIZE]
         self.heatmap_size = [int(v) for v in cfg.MODEL.HEATMAP_SIZE]
         self.aspect_ratio = self.image_size[0] * 1.0 / self.image_size[1]
         self.color_rgb = bool(cfg.DATASET.COLOR_RGB)
 
-    def __len__(self) -> int:
-        return len(self.image_paths)
-
-    def _load(self, index: int) -> np.ndarray:
-        """BGR uint8 image of one sample, from the shared decodes when given."""
-        if self.images is None:
-            return read_image(self.image_paths[index])
-        image = self.images[index]
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                f"decoded image for {self.image_paths[index]} must be uint8 (H, W, 3) BGR, "
-                f"got {image.dtype} {image.shape}"
-            )
-        return image
-
     def _load_reduced(self, index: int, image_wh: tuple[int, int],
-                      scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                        scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """The smallest decode that still gives a crop of ``scale`` (pixel_std units) one
         decoded pixel per input pixel, and its pixels->original matrix."""
         zoom = np.array(self.image_size, dtype=np.float64) / (np.asarray(scale) * PIXEL_STD)
         needed = np.asarray(image_wh, dtype=np.float64) * zoom
-        return read_image_at_least(self.image_paths[index], image_wh, needed)
+        return self.read_reduced(index, image_wh, needed)
 
     def _center_scale(
         self, index: int, box_xywh: np.ndarray, image_wh: tuple[int, int], what: str
@@ -225,7 +188,7 @@ class KeypointDataset(_CropDataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         # Whole images are decoded first and give their size; reduced ones are decoded once the
         # crop's scale is known, so the size comes from the file's header.
-        image = None if self.reduced_decode else self._load(index)
+        image = None if self.reduced_decode else self.load_image(index)
         image_wh = image_size(self.image_paths[index]) if image is None else image.shape[1::-1]
         center, scale = self._center_scale(index, self.boxes[index], image_wh, "keypoint box")
         joints = self.keypoints[index].copy()
@@ -285,7 +248,7 @@ class BoxDataset(_CropDataset):
         self.boxes = boxes
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
-        image = self._load(index)
+        image = self.load_image(index)
         center, scale = self._center_scale(index, self.boxes[index], image.shape[1::-1], "box")
         crop, _ = crop_image(image, center, scale, 0.0, self.image_size)
         meta = {

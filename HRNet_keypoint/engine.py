@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,25 +11,25 @@ import torch
 from tqdm import tqdm
 from yacs.config import CfgNode
 
+from common.box_files import read_box_annotations
 from common.checkpoint import BEST_NAME
 from common.io import image_size, read_image
 from common.keypoints import coordinate_columns, keypoint_set
 from common.metrics import rmse
-from common.motion_data import (
-    DataFormatError,
-    check_predictions,
-    read_box_annotations,
-    write_keypoint_csv,
-)
+from common.motion_data import DataFormatError, check_predictions, write_keypoint_csv
+from common.stage import TrainRun, image_stage, train_on_table
+from common.stage import run_test as run_stage_test
 from common.stage_data import (
     KeypointTable,
     dataset_root,
     keypoint_extent_boxes,
     load_truth_table,
     test_image_names,
+    test_image_paths,
+    truth_by_name,
 )
 from common.trainer import Stage, make_loader
-from common.visualize import side_by_side, write_training_samples
+from common.visualize import side_by_side
 from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
 from HRNet_keypoint.inference import predict_keypoints
 from HRNet_keypoint.loss import JointsMSELoss
@@ -104,23 +105,13 @@ def build_stage(
         error = rmse(pred, val.keypoints)
         return {"metric": error, "rmse": error, "mse": error**2}
 
-    def draw_samples(net: torch.nn.Module, epoch: int, metrics: dict, writer) -> None:
-        count = min(cfg.DEBUG.NUM_SAMPLE_IMAGES, len(val.paths))
-        pictures = [
-            side_by_side(read_image(val.paths[i]), last_pred["coords"][i], val.keypoints[i],
-                         val_boxes[i], f"epoch {epoch}  {val.names[i]}")  # fmt: skip
-            for i in range(count)
-        ]
-        write_training_samples(writer, epoch, pictures)
+    def draw_sample(index: int, epoch: int) -> np.ndarray:
+        return side_by_side(read_image(val.paths[index]), last_pred["coords"][index],
+                            val.keypoints[index], val_boxes[index],
+                            f"epoch {epoch}  {val.names[index]}")  # fmt: skip
 
-    return Stage(
-        model=model,
-        make_train_loader=lambda gen: make_loader(train_set, cfg, train=True, generator=gen),
-        train_step=train_step,
-        validate=validate,
-        metric_name="rmse",
-        after_validation=draw_samples,
-    )
+    return image_stage(cfg, model, train_set, train_step, validate, "rmse", len(val.paths),
+                       draw_sample)  # fmt: skip
 
 
 BOX_SOURCES = ("file", "truth")
@@ -143,16 +134,10 @@ def load_test_boxes(
                 f"TEST.BOX_SOURCE truth: no {dataset_root(cfg) / cfg.DATASET.TRUTH_CSV}; use "
                 "TEST.BOX_SOURCE file (stage one's boxes) on a set without ground truth"
             )
-        by_name = dict(zip(truth.names, keypoint_extent_boxes(truth.keypoints), strict=True))
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            raise ValueError(
-                f"{len(missing)} test images have no ground truth in {cfg.DATASET.TRUTH_CSV}, "
-                f"e.g. {missing[:3]}"
-            )
+        keypoints = truth_by_name(truth, names, cfg.DATASET.TRUTH_CSV)
         logger.info("boxes (TEST.BOX_SOURCE truth): ground-truth keypoint extents of %s",
                     cfg.DATASET.TRUTH_CSV)  # fmt: skip
-        return np.stack([by_name[n] for n in names])
+        return keypoint_extent_boxes(keypoints)
     box_file = dataset_root(cfg) / cfg.DATASET.BOX_FILE
     if not box_file.is_file():
         raise FileNotFoundError(
@@ -191,26 +176,69 @@ def load_model_for_test(cfg: CfgNode, output_dir: Path, device: torch.device) ->
     return load_inference_model(lambda: build_model(cfg, is_train=False), cfg, weights, device)
 
 
+@dataclass
+class KeypointTestInputs:
+    """The test images' names in ``TEST_CSV``'s row order and their boxes (N, 4)."""
+
+    names: list[str]
+    boxes: np.ndarray
+
+
+@dataclass
+class KeypointPredictions:
+    """Stage two's test predictions: keypoints (N, J, 2) in original pixels."""
+
+    names: list[str]
+    coords: np.ndarray
+
+
+class KeypointStage:
+    """Stage two behind the stage interface (``common.stage.StageTask``)."""
+
+    task = "keypoint"
+
+    def build_model(self, cfg: CfgNode, is_train: bool,
+                    logger: logging.Logger | None = None) -> torch.nn.Module:  # fmt: skip
+        return build_model(cfg, is_train, logger)
+
+    def train(self, cfg: CfgNode, run: TrainRun) -> dict:
+        return train_on_table(cfg, run, build_model, build_stage, evaluate)
+
+    def read_test_inputs(self, cfg: CfgNode, logger: logging.Logger) -> KeypointTestInputs:
+        names = test_image_names(cfg)
+        paths = test_image_paths(cfg, names)
+        return KeypointTestInputs(names, load_test_boxes(cfg, names, paths, logger))
+
+    def load_for_test(self, cfg: CfgNode, output_dir: Path,
+                      device: torch.device) -> torch.nn.Module:  # fmt: skip
+        return load_model_for_test(cfg, output_dir, device)
+
+    def predict(self, cfg: CfgNode, model: torch.nn.Module, inputs: KeypointTestInputs,
+                device: torch.device) -> KeypointPredictions:  # fmt: skip
+        paths = test_image_paths(cfg, inputs.names)
+        return KeypointPredictions(inputs.names,
+                                   predict_boxes(model, cfg, paths, inputs.boxes, device))
+
+    def write_outputs(self, cfg: CfgNode, output_dir: Path, predictions: KeypointPredictions,
+                      logger: logging.Logger) -> Path:  # fmt: skip
+        """``<output_dir>/result.csv`` with the template's columns and row order."""
+        kp_names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
+        result = output_dir / "result.csv"
+        check_predictions(result, predictions.names, predictions.coords)
+        write_keypoint_csv(result, predictions.names, predictions.coords, kp_names)
+        logger.info(
+            "wrote %s: %d images x %d columns (flip test %s, boxes: TEST.BOX_SOURCE %s)",
+            result, len(predictions.names), len(coordinate_columns(kp_names)),
+            cfg.TEST.FLIP_TEST, cfg.TEST.BOX_SOURCE,
+        )  # fmt: skip
+        return result
+
+
+KEYPOINT_STAGE = KeypointStage()
+
+
 def run_test(
-    cfg: CfgNode,
-    output_dir: Path,
-    logger: logging.Logger,
-    device: torch.device,
-    images: list[np.ndarray] | None = None,
+    cfg: CfgNode, output_dir: Path, logger: logging.Logger, device: torch.device
 ) -> Path:
     """Write ``<output_dir>/result.csv`` with the template's columns and row order."""
-    names = test_image_names(cfg)
-    paths = [dataset_root(cfg) / cfg.DATASET.TEST_IMAGE_DIR / n for n in names]
-    boxes = load_test_boxes(cfg, names, paths, logger)
-    model = load_model_for_test(cfg, output_dir, device)
-    coords = predict_boxes(model, cfg, paths, boxes, device, images=images)
-    kp_names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
-    result = output_dir / "result.csv"
-    check_predictions(result, names, coords)
-    write_keypoint_csv(result, names, coords, kp_names)
-    logger.info(
-        "wrote %s: %d images x %d columns (flip test %s, boxes: TEST.BOX_SOURCE %s)",
-        result, len(names), len(coordinate_columns(kp_names)), cfg.TEST.FLIP_TEST,
-        cfg.TEST.BOX_SOURCE,
-    )  # fmt: skip
-    return result
+    return run_stage_test(KEYPOINT_STAGE, cfg, output_dir, logger, device)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
-from HRNet_keypoint.decode import decode_heatmaps
+from HRNet_keypoint.codec import get_final_preds
 from HRNet_keypoint.transforms import swap_pairs_permutation
 
 
@@ -85,4 +85,4 @@ def predict_keypoints(
     heatmaps = predict_heatmaps(
         model, images, cfg.TEST.FLIP_TEST, flip_pairs, cfg.TEST.SHIFT_HEATMAP
     )
-    return decode_heatmaps(heatmaps, centers, scales, post_process=cfg.TEST.POST_PROCESS)
+    return get_final_preds(heatmaps, centers, scales, post_process=cfg.TEST.POST_PROCESS)

@@ -29,16 +29,12 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from common.box_files import read_box_annotations  # noqa: E402
 from common.config import load_config  # noqa: E402
 from common.io import atomic_write_text  # noqa: E402
 from common.keypoints import MOTION_KEYPOINTS  # noqa: E402
 from common.metrics import box_iou, corner_error  # noqa: E402
-from common.motion_data import (  # noqa: E402
-    keypoints_array,
-    read_box_annotations,
-    read_keypoint_csv,
-    write_keypoint_csv,
-)
+from common.motion_data import keypoints_array, read_keypoint_csv, write_keypoint_csv  # noqa: E402
 from common.run_dir import output_dir_for  # noqa: E402
 from common.stage_data import (  # noqa: E402
     keypoint_extent_boxes,

@@ -13,15 +13,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pipeline import run_chain  # tools/pipeline.py, on sys.path: the chain is no library yet
 from yacs.config import CfgNode
 
 from benchmarks.probes import MemoryProbe, measure_row
+from common.box_files import read_box_annotations
 from common.config import load_config
 from common.io import read_image, reduce_factor
 from common.keypoints import keypoint_set
-from common.motion_data import keypoints_array, read_box_annotations, read_keypoint_csv
-from common.stage_data import keypoint_extent_boxes, load_truth_table, test_image_names
+from common.motion_data import keypoints_array, read_keypoint_csv
+from common.stage_data import (
+    keypoint_extent_boxes,
+    load_truth_table,
+    test_image_names,
+    test_image_paths,
+    truth_by_name,
+)
 from common.trainer import make_loader
 from HRNet_bbox import engine as bbox_engine
 from HRNet_bbox.dataset import WholeImageBoxDataset
@@ -30,6 +36,7 @@ from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
 from HRNet_keypoint.inference import predict_heatmaps
 from HRNet_keypoint.loss import JointsMSELoss
 from models.backends import prepare_inference_model, randomize_weights
+from stages.chain import run_chain
 
 SIZES = {
     "w32": ("experiments/bbox/w32_256x192_adam_lr1e-3.yaml",
@@ -79,11 +86,9 @@ class SizeBench:
             self.weights[stage] = path
             self.models[stage] = model.to(device).eval()
         names = test_image_names(self.keypoint_cfg)[: args.images]
-        root = Path(data_root) / self.keypoint_cfg.DATASET.TEST_IMAGE_DIR
-        self.paths = [root / name for name in names]
+        self.paths = test_image_paths(self.keypoint_cfg, names)
         truth = load_truth_table(self.keypoint_cfg)
-        by_name = dict(zip(truth.names, truth.keypoints, strict=True))
-        self.person_keypoints = np.stack([by_name[name] for name in names])
+        self.person_keypoints = truth_by_name(truth, names, self.keypoint_cfg.DATASET.TRUTH_CSV)
         self.person_boxes = keypoint_extent_boxes(self.person_keypoints)
         self.num_joints = int(self.keypoint_cfg.MODEL.NUM_JOINTS)
 

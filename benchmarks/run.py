@@ -16,6 +16,7 @@ import torch
 from benchmarks.probes import MemoryProbe, forward_gflop, matmul_peak_gflops
 from benchmarks.rows import SIZES, SizeBench
 from benchmarks.tables import print_table
+from common.distributed import default_device
 from common.io import atomic_write_text
 from common.synthetic.motion import generate_motion_dataset
 
@@ -28,7 +29,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     if unknown or not sizes:
         raise ValueError(f"--sizes must name some of {sorted(SIZES)}, got {args.sizes!r}")
     width, height = (int(v) for v in args.image_size.lower().split("x"))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     default_backends = "fused" if device.type == "cuda" else "fused,onnxruntime"
     backends = [b for b in (args.backends or default_backends).split(",") if b]
     probe = MemoryProbe(device)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.errors import UserError
 from common.io import atomic_path
 
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -22,8 +23,34 @@ FINAL_NAME = "final_state.pth"
 CHECKPOINT_KEYS = ("epoch", "state_dict", "optimizer", "scheduler", "best_perf", "best_epoch")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint file is truncated, foreign, or does not fit the run."""
+class CheckpointError(UserError, ValueError):
+    """A checkpoint file is truncated, foreign, not a state dict, or does not fit the run."""
+
+
+def _numpy_globals() -> list:
+    """Numeric numpy scalars and arrays (training checkpoints store metrics as numpy values).
+
+    Both numpy 2's and numpy 1's module paths, so that older files load too. No other class
+    becomes loadable.
+    """
+    core = np._core.multiarray
+    allowed: list = [np.ndarray, np.dtype]
+    allowed += sorted({type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"}, key=str)
+    for name in ("scalar", "_reconstruct"):
+        function = getattr(core, name)
+        allowed += [function, (function, f"numpy.core.multiarray.{name}")]
+    return allowed
+
+
+def _load_error_reason(err: Exception) -> str:
+    """The informative part of torch.load's message, without its advice to unpickle freely."""
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+        text = text.split("Check the documentation", 1)[0]
+        text = text.split(" Please use `torch.serialization", 1)[0]
+    return " ".join(text.split())[:300]
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
@@ -33,16 +60,18 @@ def save_atomic(obj: Any, path: str | Path) -> None:
 
 
 def load_safely(path: str | Path) -> Any:
-    """``torch.load`` with ``weights_only=True`` and errors that name the file."""
+    """The one checkpoint reader: ``torch.load`` on the CPU with ``weights_only=True`` (tensors,
+    plain containers and numeric numpy values only) and errors that name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise CheckpointError(
             f"cannot read checkpoint {path}: it is truncated, corrupt, or not a tensor-only "
-            f"torch file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            f"torch file ({type(exc).__name__}: {_load_error_reason(exc)})"
         ) from exc
 
 

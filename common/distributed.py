@@ -14,6 +14,11 @@ from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 
 
+def default_device() -> torch.device:
+    """The device of a single-process run: the (current) GPU where there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def init_distributed() -> torch.device:
     """Join the process group when launched by torchrun; return this process's device."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():

@@ -2,18 +2,16 @@
 
 Formats (REFERENCE.md section 1): keypoint CSVs (``train_df.csv``, ``sample_submission.csv``,
 predictions) have an ``image`` column then ``<name>_x, <name>_y`` per keypoint in pixels of the
-original image; box files (``test_annotation.pkl``) are pickled lists of dicts with
-``filename``, ``bbox`` [x, y, w, h], ``width``, ``height`` and ``area``.
+original image. Box files (``test_annotation.pkl``) are read and written by
+``common.box_files``.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-import math
-import pickle
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,6 @@ from common.io import atomic_path
 from common.keypoints import MOTION_KEYPOINTS, coordinate_columns
 
 IMAGE_COLUMN = "image"
-BOX_FIELDS = ("filename", "bbox", "width", "height", "area")
 _SHOW = 5  # how many offending names an error message lists
 
 
@@ -37,7 +34,7 @@ class DataFormatError(ValueError):
     """A data file or table does not have the expected layout or values."""
 
 
-def _first(items: Sequence[Any], count: int = _SHOW) -> str:
+def first_items(items: Sequence[Any], count: int = _SHOW) -> str:
     shown = ", ".join(repr(item) for item in list(items)[:count])
     more = f" ... ({len(items)} in all)" if len(items) > count else ""
     return shown + more
@@ -63,15 +60,15 @@ def check_utf8(path: str | Path) -> None:
 def _check_columns(columns: Sequence[str], expected: Sequence[str], source: str) -> None:
     duplicated = sorted({name for name in columns if list(columns).count(name) > 1})
     if duplicated:
-        raise DataFormatError(f"{source}: duplicated columns {_first(duplicated)}")
+        raise DataFormatError(f"{source}: duplicated columns {first_items(duplicated)}")
     missing = [name for name in expected if name not in columns]
     extra = [name for name in columns if name not in expected]
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"missing columns {_first(missing)}")
+            parts.append(f"missing columns {first_items(missing)}")
         if extra:
-            parts.append(f"unexpected columns {_first(extra)}")
+            parts.append(f"unexpected columns {first_items(extra)}")
         raise DataFormatError(
             f"{source}: {'; '.join(parts)} (expected '{IMAGE_COLUMN}' then "
             f"{len(expected) - 1} coordinate columns '<keypoint>_x', '<keypoint>_y')"
@@ -87,7 +84,7 @@ def _check_image_names(names: pd.Series, source: str) -> None:
             )
     duplicated = names[names.duplicated()].unique().tolist()
     if duplicated:
-        raise DataFormatError(f"{source}: duplicated images {_first(duplicated)}")
+        raise DataFormatError(f"{source}: duplicated images {first_items(duplicated)}")
 
 
 def numeric_columns(df: pd.DataFrame, columns: Sequence[str], source: str) -> pd.DataFrame:
@@ -158,7 +155,7 @@ def keypoints_array(df: pd.DataFrame, names: Sequence[str] = MOTION_KEYPOINTS) -
     columns = coordinate_columns(tuple(names))
     missing = [name for name in columns if name not in df.columns]
     if missing:
-        raise DataFormatError(f"keypoint table lacks columns {_first(missing)}")
+        raise DataFormatError(f"keypoint table lacks columns {first_items(missing)}")
     return df[columns].to_numpy(dtype=np.float64).reshape(len(df), len(names), 2)
 
 
@@ -189,7 +186,7 @@ def check_predictions(path: str | Path, image_names: Sequence[str], keypoints: n
     if bad.size:
         raise DataFormatError(
             f"{path} not written: the predictions of {bad.size} images are NaN or infinite "
-            f"({_first([image_names[i] for i in bad])}); check the model's weights and inputs"
+            f"({first_items([image_names[i] for i in bad])}); check the model's weights and inputs"
         )
     if keypoints.shape[1] > 1:
         spread = np.ptp(keypoints, axis=1).max(axis=1)
@@ -198,7 +195,7 @@ def check_predictions(path: str | Path, image_names: Sequence[str], keypoints: n
             _LOG.warning(
                 "%s: every keypoint of %d of %d images lies on one point (%s): the model "
                 "predicts no pose; check its weights", path, collapsed.size, len(image_names),
-                _first([image_names[i] for i in collapsed]),
+                first_items([image_names[i] for i in collapsed]),
             )  # fmt: skip
 
 
@@ -225,18 +222,18 @@ def validate_submission(
     pred_names = pred_df[IMAGE_COLUMN].astype(str)
     duplicated = pred_names[pred_names.duplicated()].unique().tolist()
     if duplicated:
-        raise DataFormatError(f"{source}: duplicated images {_first(duplicated)}")
+        raise DataFormatError(f"{source}: duplicated images {first_items(duplicated)}")
     truth_names = set(truth_df[IMAGE_COLUMN].astype(str))
     pred_set = set(pred_names)
     missing = sorted(truth_names - pred_set)
     if missing:
         raise DataFormatError(
-            f"{source}: {len(missing)} images of the truth have no row: {_first(missing)}"
+            f"{source}: {len(missing)} images of the truth have no row: {first_items(missing)}"
         )
     extra = sorted(pred_set - truth_names)
     if extra:
         raise DataFormatError(
-            f"{source}: {len(extra)} rows name images not in the truth: {_first(extra)}"
+            f"{source}: {len(extra)} rows name images not in the truth: {first_items(extra)}"
         )
     numeric_columns(pred_df, [name for name in expected if name != IMAGE_COLUMN], source)
 
@@ -329,162 +326,3 @@ def parse_motion_filename(name: str) -> MotionName:
 def sequence_key(name: str) -> str:
     """``NNN-a-b-CC-Zk_cam``: the frames of one subject filmed by one camera."""
     return parse_motion_filename(name).sequence_key()
-
-
-# --------------------------------------------------------------------------- box pickles
-
-_ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("_codecs", "encode"),  # how protocol-2 pickles of numpy store raw bytes
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Builds only plain containers, scalars and numpy arrays; any other global is refused."""
-
-    def __init__(self, handle: Any, source: str) -> None:
-        super().__init__(handle)
-        self._source = source
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise DataFormatError(
-            f"{self._source}: refused to load global '{module}.{name}' (box files may hold "
-            "only lists, dicts, strings, numbers and numpy arrays)"
-        )
-
-
-def _restricted_load(path: Path) -> Any:
-    with open(path, "rb") as handle:
-        try:
-            return _RestrictedUnpickler(handle, str(path)).load()
-        except DataFormatError:
-            raise
-        except Exception as error:  # a truncated or garbled file, whatever the opcode
-            raise DataFormatError(f"{path}: not a readable pickle: {error}") from error
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and arrays as python floats/ints/lists, recursively."""
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
-
-
-def _finite_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
-
-
-def _validate_box_record(record: Any, index: int, source: str) -> dict:
-    where = f"{source}: record {index}"
-    if not isinstance(record, Mapping):
-        raise DataFormatError(f"{where}: expected a dict, got {type(record).__name__}")
-    record = _plain(record)
-    missing = [field for field in BOX_FIELDS if field not in record]
-    if missing:
-        raise DataFormatError(f"{where}: missing fields {missing} (needs {list(BOX_FIELDS)})")
-    filename = record["filename"]
-    if not isinstance(filename, str) or not filename:
-        raise DataFormatError(f"{where}: 'filename' must be a non-empty string, got {filename!r}")
-    where = f"{where} ({filename})"
-    bbox = record["bbox"]
-    if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_finite_number, bbox)):
-        raise DataFormatError(
-            f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h], got {bbox!r}"
-        )
-    x, y, w, h = (float(v) for v in bbox)
-    if w <= 0 or h <= 0:
-        raise DataFormatError(
-            f"{where}: box [x, y, w, h] = {[x, y, w, h]} has zero or negative size; stage two "
-            "would silently drop this image"
-        )
-    for field in ("width", "height", "area"):
-        if not _finite_number(record[field]) or record[field] <= 0:
-            raise DataFormatError(
-                f"{where}: '{field}' must be a positive number, got {record[field]!r}"
-            )
-    record["bbox"] = [x, y, w, h]
-    record["width"] = (
-        int(record["width"]) if float(record["width"]).is_integer() else float(record["width"])
-    )
-    record["height"] = (
-        int(record["height"]) if float(record["height"]).is_integer() else float(record["height"])
-    )
-    record["area"] = float(record["area"])
-    return record
-
-
-def read_box_annotations(
-    path: str | Path, expected_filenames: Iterable[str] | None = None
-) -> dict[str, dict]:
-    """Read a box file (``test_annotation.pkl``) safely; one validated record per filename.
-
-    With ``expected_filenames``, every expected image must have a record and no record may name
-    another image.
-    """
-    path = Path(path)
-    if not path.is_file():
-        hint = " (run tools/test.py on a box config (stage one) to write it)"
-        raise DataFormatError(f"box file not found: {path}{hint}")
-    records = _restricted_load(path)
-    if not isinstance(records, list | tuple):
-        raise DataFormatError(
-            f"{path}: expected a list of box records, got {type(records).__name__}"
-        )
-    boxes: dict[str, dict] = {}
-    for index, raw in enumerate(records):
-        record = _validate_box_record(raw, index, str(path))
-        if record["filename"] in boxes:
-            raise DataFormatError(
-                f"{path}: record {index}: duplicated filename {record['filename']!r}"
-            )
-        boxes[record["filename"]] = record
-    if expected_filenames is not None:
-        expected = [str(name) for name in expected_filenames]
-        lacking = [name for name in expected if name not in boxes]
-        if lacking:
-            raise DataFormatError(
-                f"{path}: {len(lacking)} test images have no box record: {_first(lacking)}; "
-                "run tools/test.py on a box config (stage one) to write it"
-            )
-        expected_set = set(expected)
-        unknown = [name for name in boxes if name not in expected_set]
-        if unknown:
-            raise DataFormatError(
-                f"{path}: {len(unknown)} records name images that are not in the test set: "
-                f"{_first(unknown)}"
-            )
-    return boxes
-
-
-def write_box_annotations(path: str | Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """Pickle box records atomically as plain python types (no numpy), readable anywhere."""
-    plain = []
-    for record in records:
-        item = _plain(record)
-        if "area" not in item and "bbox" in item:
-            item["area"] = float(item["bbox"][2]) * float(item["bbox"][3])
-        if "bbox" in item:
-            item["bbox"] = [float(v) for v in item["bbox"]]
-        plain.append(item)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            pickle.dump(plain, handle, protocol=4)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 from yacs.config import CfgNode
@@ -184,18 +182,40 @@ def load_training_table(cfg: CfgNode, logger: logging.Logger | None = None) -> K
     return KeypointTable(image_names, paths, keypoints, skipped)
 
 
+def test_image_paths(cfg: CfgNode, names: Sequence[str]) -> list[Path]:
+    """The paths of the test images ``names`` (``DATASET.TEST_IMAGE_DIR`` under the root)."""
+    image_dir = dataset_root(cfg) / cfg.DATASET.TEST_IMAGE_DIR
+    return [image_dir / name for name in names]
+
+
+def read_truth_table(cfg: CfgNode, path: Path) -> KeypointTable:
+    """The keypoints of the test images in the CSV ``path`` (``MODEL.NUM_JOINTS``' columns)."""
+    names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
+    frame = read_keypoint_csv(path, names)
+    image_names = frame["image"].astype(str).tolist()
+    return KeypointTable(
+        image_names, test_image_paths(cfg, image_names), keypoints_array(frame, names)
+    )
+
+
 def load_truth_table(cfg: CfgNode) -> KeypointTable | None:
     """Ground truth of the test images (``TRUTH_CSV``), or None where it is not known."""
     path = dataset_root(cfg) / cfg.DATASET.TRUTH_CSV
     if not path.is_file():
         return None
-    names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
-    frame = read_keypoint_csv(path, names)
-    image_names = frame["image"].astype(str).tolist()
-    image_dir = dataset_root(cfg) / cfg.DATASET.TEST_IMAGE_DIR
-    return KeypointTable(
-        image_names, [image_dir / n for n in image_names], keypoints_array(frame, names)
-    )
+    return read_truth_table(cfg, path)
+
+
+def truth_by_name(table: KeypointTable, names: Sequence[str], source: object) -> np.ndarray:
+    """The keypoints (N, J, 2) of ``table`` for the images ``names``, in that order; refuses a
+    name that ``table`` (read from ``source``) lacks."""
+    row = {name: i for i, name in enumerate(table.names)}
+    missing = [name for name in names if name not in row]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} test images have no ground truth in {source}, e.g. {missing[:3]}"
+        )
+    return table.keypoints[[row[name] for name in names]]
 
 
 def test_image_names(cfg: CfgNode) -> list[str]:
@@ -211,7 +231,7 @@ def test_image_names(cfg: CfgNode) -> list[str]:
     path = root / cfg.DATASET.TEST_CSV
     names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
     image_names = read_keypoint_csv(path, names)["image"].astype(str).tolist()
-    _, bad = check_images([root / cfg.DATASET.TEST_IMAGE_DIR / n for n in image_names])
+    _, bad = check_images(test_image_paths(cfg, image_names))
     if bad:
         raise ImageReadError(
             f"{path}: " + _bad_images_message(bad, "test")
@@ -238,14 +258,3 @@ def keypoint_extent_boxes(keypoints: np.ndarray) -> np.ndarray:
     low = keypoints.min(axis=1)
     high = keypoints.max(axis=1)
     return np.concatenate([low, high - low], axis=1)
-
-
-STAGE_ENGINES = {"keypoint": "HRNet_keypoint.engine", "bbox": "HRNet_bbox.engine"}
-
-
-def stage_engine(task: str) -> ModuleType:
-    """The engine module of a stage: ``build_model``, ``build_stage``, ``evaluate``,
-    ``run_test``."""
-    if task not in STAGE_ENGINES:
-        raise ValueError(f"TASK must be one of {sorted(STAGE_ENGINES)} or 'gesture', got {task!r}")
-    return importlib.import_module(STAGE_ENGINES[task])

@@ -13,11 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from common.checkpoint import first_non_finite
+from common.checkpoint import CheckpointError, first_non_finite, load_safely
 
 _LOG = logging.getLogger(__name__)
 # Wrappers around a state dict, in the order they are tried (official checkpoint.pth,
@@ -26,31 +25,12 @@ _WRAPPER_KEYS = ("state_dict", "model")
 _SHOWN = 10  # key names listed per kind in error messages
 
 
-class CheckpointError(ValueError):
-    """A file (or object) is not a readable state dict."""
-
-
 class NonFiniteWeightsError(CheckpointError):
     """A checkpoint's weights hold NaN or inf."""
 
 
 class CheckpointMismatchError(CheckpointError):
     """A state dict does not fit the model exactly."""
-
-
-def _numpy_globals() -> list:
-    """Numeric numpy scalars and arrays (training checkpoints store metrics as numpy values).
-
-    Both numpy 2's and numpy 1's module paths, so that older files load too. No other class
-    becomes loadable.
-    """
-    core = np._core.multiarray
-    allowed: list = [np.ndarray, np.dtype]
-    allowed += sorted({type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"}, key=str)
-    for name in ("scalar", "_reconstruct"):
-        function = getattr(core, name)
-        allowed += [function, (function, f"numpy.core.multiarray.{name}")]
-    return allowed
 
 
 def _is_tensor_dict(obj: Any) -> bool:
@@ -100,33 +80,12 @@ def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A checkpoint file's parameters as a plain ``{name: tensor}`` dict on the CPU.
 
-    Only tensors and plain containers are unpickled (``weights_only``); weights with NaN or
-    inf are refused.
+    Only tensors and plain containers are unpickled (``common.checkpoint.load_safely``);
+    weights with NaN or inf are refused.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        with torch.serialization.safe_globals(_numpy_globals()):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint of tensors ({type(err).__name__}: "
-            f"{_load_error_reason(err)})") from err
-    state = _as_state_dict(obj, str(path))
+    state = _as_state_dict(load_safely(path), str(Path(path)))
     check_finite(state, str(path))
     return state
-
-
-def _load_error_reason(err: Exception) -> str:
-    """The informative part of torch.load's message, without its advice to unpickle freely."""
-    text = str(err)
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        text = text.split(marker, 1)[1]
-        text = text.split("Check the documentation", 1)[0]
-        text = text.split(" Please use `torch.serialization", 1)[0]
-    return " ".join(text.split())[:300]
 
 
 def _first_names(keys: Sequence[str]) -> str:

@@ -64,3 +64,13 @@ def learning_motion(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("learning_motion") / "data"
     generate_motion_dataset(root, 240, 40, width=320, height=180, seed=0, max_frames=2)
     return root
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A very small synthetic motion set (6 train, 5 test images at 128x72) for stage one."""
+    from common.synthetic.motion import generate_motion_dataset
+
+    root = tmp_path_factory.mktemp("motion")
+    generate_motion_dataset(root, n_train=6, n_test=5, width=128, height=72, seed=3)
+    return root

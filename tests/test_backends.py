@@ -18,6 +18,7 @@ from torch import nn
 from common.config import load_config
 from common.stage_data import keypoint_extent_boxes, load_truth_table
 from HRNet_bbox import engine as bbox_engine
+from HRNet_bbox.codec import BoxCodec
 from HRNet_bbox.dataset import WholeImageBoxDataset
 from HRNet_keypoint import engine as keypoint_engine
 from models.backends import (
@@ -63,6 +64,7 @@ def keypoint_predictions(root: Path, run_dir: Path, backend: str) -> tuple[nn.Mo
     )
 
 
+@pytest.mark.slow
 def test_every_backend_gives_the_plain_keypoints(tiny_motion, keypoint_run):
     plain_model, plain = keypoint_predictions(tiny_motion, keypoint_run, "torch")
     assert any(isinstance(m, nn.BatchNorm2d) for m in plain_model.modules())
@@ -91,11 +93,13 @@ def corners_px(model: nn.Module, cfg, paths: list[Path]) -> np.ndarray:
     items = [dataset[i] for i in range(len(dataset))]
     sizes = np.array([[meta["width"], meta["height"]] for _, _, meta in items])
     with torch.inference_mode():
-        corners = model.normalized_corners(model(torch.stack([item[0] for item in items])))
+        output = model(torch.stack([item[0] for item in items]))
+        corners = BoxCodec.from_cfg(cfg).normalized_corners(output)
     return corners.double().numpy() * np.tile(sizes, 2)
 
 
 @pytest.mark.parametrize("head", ["pooled", "reference"])
+@pytest.mark.slow
 def test_every_backend_gives_the_plain_boxes(tiny_motion, tmp_path, head):
     opts = ["DATASET.ROOT", str(tiny_motion), "MODEL.BBOX_HEAD", head]
     cfg = load_config(BBOX_CFG, opts)
@@ -117,6 +121,7 @@ def test_every_backend_gives_the_plain_boxes(tiny_motion, tmp_path, head):
         assert np.abs(boxes[backend] - boxes["torch"]).max() <= TOLERANCE_PX, backend
 
 
+@pytest.mark.slow
 def test_export_onnx_tool_and_onnx_file(tiny_motion, keypoint_run, tmp_path):
     onnx_path = tmp_path / "exported" / "model.onnx"
     export = load_tool("export_onnx").main([
@@ -143,6 +148,7 @@ def test_export_onnx_tool_and_onnx_file(tiny_motion, keypoint_run, tmp_path):
         keypoint_engine.load_model_for_test(wrong, run_dir, CPU)
 
 
+@pytest.mark.slow
 def test_a_cached_export_is_used_without_building_the_model(keypoint_run):
     cfg = load_config(KEYPOINT_CFG, ["TEST.BACKEND", "onnxruntime"])
     weights = keypoint_run / "model_best.pth"

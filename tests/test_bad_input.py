@@ -1,7 +1,8 @@
 """Bad input injected into the pipeline: broken images, keypoints off the image, broken box
 files, checkpoints of another config, odd image formats and interrupted writers. Each fault
 must give an error that names what is wrong, or be handled as documented, and never leave a
-half-written output. (Reader-level CSV and box-file checks are in tests/test_motion_data.py.)"""
+half-written output. (Reader-level checks are in tests/test_motion_data.py and
+tests/test_box_files.py.)"""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 
 from common import stage_data
+from common.box_files import write_box_annotations
 from common.config import load_config
 from common.gesture.submission import SubmissionLayout, write_submission
 from common.io import ImageReadError, atomic_write_text, check_images, read_image
@@ -27,7 +28,6 @@ from common.motion_data import (
     DataFormatError,
     keypoints_array,
     read_keypoint_csv,
-    write_box_annotations,
     write_keypoint_csv,
 )
 from common.run_dir import output_dir_for
@@ -39,6 +39,7 @@ from HRNet_keypoint.dataset import BoxDataset
 from HRNet_keypoint.transforms import box_to_center_scale, clean_box
 from models.hrnet import build_pose_hrnet
 from models.weights import CheckpointMismatchError
+from tests.bbox_setup import ConstantCorners
 from tests.conftest import ROOT, load_tool
 
 KP_CFG = ROOT / "experiments/keypoint/tiny_cpu_keypoint.yaml"
@@ -305,20 +306,6 @@ def test_grayscale_rgba_and_16_bit_images_give_the_same_inputs(image_variants, v
     (whole, _, meta), (same_whole, _, _) = box_items[0], box_items[1]
     assert whole.shape == (3, 96, 160) and (meta["width"], meta["height"]) == (WIDTH, HEIGHT)
     torch.testing.assert_close(whole, same_whole, rtol=0, atol=0)
-
-
-class ConstantCorners(nn.Module):
-    """A box model that always predicts the same normalised corners."""
-
-    def __init__(self, corners: list[float]) -> None:
-        super().__init__()
-        self.corners = torch.tensor(corners)
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.corners.expand(len(inputs), 4)
-
-    def normalized_corners(self, output: torch.Tensor) -> torch.Tensor:
-        return output
 
 
 def test_landscape_and_portrait_files_predict_in_their_own_pixels(tmp_path):

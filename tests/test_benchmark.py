@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import load_tool
+
+pytestmark = pytest.mark.slow  # training, the chain, DDP or the benchmark
 
 EXPECTED = {
     "loader_stage1": {"plain", "reduced_decode_1/1"},  # 320x180 images: no reduction fits

@@ -18,6 +18,8 @@ from HRNet_keypoint import engine as keypoint_engine
 from models.weights import load_state_dict_strict
 from tests.conftest import ROOT, load_tool
 
+pytestmark = pytest.mark.slow  # training, the chain, DDP or the benchmark
+
 RUN_FILES = ("checkpoint.pth", "model_best.pth", "final_state.pth")
 
 

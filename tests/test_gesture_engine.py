@@ -91,6 +91,7 @@ def _stage_result(split_dir: Path, path: Path, jitter: float = 0.0) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_train_predict_tiny(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = tmp_path / "gesture"
     generate_gesture_dataset(root, train_clips=26, test_clips=5, frames=3, width=96, height=64)

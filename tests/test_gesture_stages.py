@@ -57,6 +57,7 @@ def test_hand_table_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     assert len(pd.read_csv(root / TRAIN_LIST_NAME)) == 2 * 13
 
 
+@pytest.mark.slow
 def test_images_to_submission_on_regressed_keypoints(tmp_path: Path) -> None:
     """Test clips without keypoint JSON: boxes, then 21 keypoints, then the classifier."""
     report = load_tool("gesture_report").main([

@@ -73,6 +73,7 @@ def test_thumb_side_and_shapes() -> None:
     assert (fist[[8, 12, 16, 20], 1] > -1.0).all()  # fingertips folded onto the palm
 
 
+@pytest.mark.slow
 def test_confusable_pairs_differ_in_motion_only() -> None:
     """Keypoint statistics (in 1920-wide pixels) of the static and moving classes separate."""
     by_id = {pose.pose_id: pose for pose in POSES}

@@ -15,16 +15,11 @@ import pandas as pd
 import pytest
 import torch
 
+from common.box_files import read_box_annotations, write_box_annotations
 from common.checkpoint import save_atomic
 from common.io import AtomicWriteError, ImageReadError, check_images, image_size, read_image
 from common.keypoints import MOTION_KEYPOINTS
-from common.motion_data import (
-    DataFormatError,
-    read_box_annotations,
-    read_keypoint_csv,
-    write_box_annotations,
-    write_keypoint_csv,
-)
+from common.motion_data import DataFormatError, read_keypoint_csv, write_keypoint_csv
 from common.splits import make_splits
 
 ROOT = Path(__file__).resolve().parents[1]

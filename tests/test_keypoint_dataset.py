@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader
 from common.config import get_defaults
 from common.io import read_image
 from common.keypoints import MOTION_FLIP_PAIRS, MOTION_LOWER_BODY, MOTION_UPPER_BODY
+from HRNet_keypoint.codec import get_final_preds
 from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
-from HRNet_keypoint.decode import decode_heatmaps
 from HRNet_keypoint.transforms import (
     affine_transform,
     box_to_center_scale,
@@ -119,7 +119,7 @@ def test_validation_targets_peak_at_mapped_keypoints(samples) -> None:
         # The padded box keeps every keypoint inside the crop.
         assert (cells >= 0).all() and (cells < HEATMAP_SIZE).all()
         assert peaks_at(target.numpy(), cells)
-        preds, _ = decode_heatmaps(target[None], center[None], scale[None], post_process=True)
+        preds, _ = get_final_preds(target[None], center[None], scale[None], post_process=True)
         pixels_per_input_pixel = scale[0] * 200 / IMAGE_SIZE[0]
         error = np.abs(preds[0] - keypoints[index]).max()
         assert error <= STRIDE / 2 * pixels_per_input_pixel + 1e-3
@@ -197,6 +197,7 @@ def test_augmentation_is_deterministic_under_manual_seed(samples) -> None:
     )
 
 
+@pytest.mark.slow
 def test_worker_seeding_makes_loader_deterministic(samples) -> None:
     paths, keypoints = samples
     dataset = make_dataset(paths, keypoints, is_train=True)

@@ -22,6 +22,8 @@ from common.run_dir import output_dir_for
 from common.stage_data import keypoint_extent_boxes
 from tests.conftest import ROOT, load_tool
 
+pytestmark = pytest.mark.slow  # training, the chain, DDP or the benchmark
+
 CFG = "experiments/keypoint/tiny_cpu_keypoint.yaml"
 
 

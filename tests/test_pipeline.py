@@ -8,11 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from common.box_files import read_box_annotations
 from common.config import load_config
-from common.motion_data import keypoints_array, read_box_annotations, read_keypoint_csv
+from common.motion_data import keypoints_array, read_keypoint_csv
 from common.run_dir import output_dir_for
 from tests.conftest import ROOT, load_tool
+
+pytestmark = pytest.mark.slow  # training, the chain, DDP or the benchmark
 
 BBOX_CFG = "experiments/bbox/tiny_cpu_bbox.yaml"
 KEYPOINT_CFG = "experiments/keypoint/tiny_cpu_keypoint.yaml"

@@ -108,6 +108,7 @@ def _shifted_prediction(truth_csv: Path, path: Path) -> pd.DataFrame:
     return table
 
 
+@pytest.mark.slow
 def test_score_prints_table_worst_images_and_rmse_last(truth_csv: Path, tmp_path: Path) -> None:
     pred = tmp_path / "result.csv"
     _shifted_prediction(truth_csv, pred)
@@ -150,6 +151,7 @@ def test_score_keypoints_is_importable(truth_csv: Path, tmp_path: Path) -> None:
         (lambda t: t.assign(left_hip_x=["1", "2", "oops"]), "column 'left_hip_x'"),
     ],
 )
+@pytest.mark.slow
 def test_score_refuses_bad_predictions(truth_csv: Path, tmp_path: Path, change, expected) -> None:
     pred = tmp_path / "bad.csv"
     change(pd.read_csv(truth_csv)).to_csv(pred, index=False)
@@ -159,6 +161,7 @@ def test_score_refuses_bad_predictions(truth_csv: Path, tmp_path: Path, change, 
     assert "rmse:" not in result.stdout
 
 
+@pytest.mark.slow
 def test_score_refuses_a_missing_file(truth_csv: Path, tmp_path: Path) -> None:
     result = _run("--pred", str(tmp_path / "none.csv"), "--truth", str(truth_csv))
     assert result.returncode == 2 and "not found" in result.stderr
@@ -184,6 +187,7 @@ def _gesture_files(tmp_path: Path) -> tuple[Path, Path]:
     return pred, truth
 
 
+@pytest.mark.slow
 def test_gesture_logloss_and_accuracy(tmp_path: Path) -> None:
     pred, truth = _gesture_files(tmp_path)
     result = _run("--pred", str(pred), "--truth", str(truth))
@@ -196,6 +200,7 @@ def test_gesture_logloss_and_accuracy(tmp_path: Path) -> None:
     assert score.score_gesture(pred, truth)["logloss"] == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_gesture_refusals(tmp_path: Path) -> None:
     pred, truth = _gesture_files(tmp_path)
     table = pd.read_csv(pred)

@@ -204,6 +204,7 @@ def test_stats_file_is_small_and_derived_only() -> None:
     assert ".jpg" not in STATS_PATH.read_text()  # no file names, hence no rows
 
 
+@pytest.mark.slow
 def test_derived_stats_match_the_real_file(real_motion_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "stats.json"
     subprocess.run(
@@ -252,6 +253,7 @@ def test_derive_runs_on_a_synthetic_csv(small_set: Path, tmp_path: Path) -> None
     assert stats["cameras_per_subject"]
 
 
+@pytest.mark.slow
 def test_cli_writes_a_data_set(tmp_path: Path) -> None:
     result = subprocess.run(
         [

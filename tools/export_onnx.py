@@ -17,9 +17,9 @@ import _bootstrap  # noqa: F401
 import torch
 
 from common.config import load_config
-from common.stage_data import stage_engine
 from models.backends import export_onnx, input_shape_for, onnx_max_difference
 from models.weights import load_state_dict_strict
+from stages import stage_for
 
 # Allowed |onnxruntime - torch| relative to the output's scale (float32 reordering only).
 TOLERANCE = 1e-3
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(args.cfg, args.opts)
     if cfg.TASK == "gesture":
         raise ValueError("export_onnx.py exports the keypoint and box stages, not TASK gesture")
-    model = stage_engine(cfg.TASK).build_model(cfg, is_train=False)
+    model = stage_for(cfg.TASK).build_model(cfg, is_train=False)
     load_state_dict_strict(model, args.weights)
     model.eval()
     export_onnx(model, args.out, input_shape_for(cfg))

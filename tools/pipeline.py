@@ -1,5 +1,5 @@
 """The whole test-time chain in one command: boxes (stage one), keypoints on those boxes
-(stage two), ``result.csv``, and the score when the truth is given.
+(stage two), ``result.csv``, and the score when the truth is given (``stages.chain``).
 
 ``python tools/pipeline.py --bbox-cfg B.yaml --bbox-output DIR1 --keypoint-cfg K.yaml
 --keypoint-output DIR2 [--truth test_df.csv] [--compare-gt-boxes] [KEY VALUE ...]``
@@ -12,108 +12,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import logging
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-import numpy as np
-import torch
-from tqdm import tqdm
-from yacs.config import CfgNode
 
 from common.config import load_config
-from common.io import atomic_write_text, read_image
-from common.keypoints import keypoint_set
-from common.metrics import box_iou, mean_pose_prediction, rmse
-from common.motion_data import (
-    check_predictions,
-    keypoints_array,
-    read_keypoint_csv,
-    write_keypoint_csv,
-)
+from common.distributed import default_device
 from common.run_dir import create_logger, lock_run_folder
 from common.seed import seed_everything
-from common.stage_data import (
-    dataset_root,
-    keypoint_extent_boxes,
-    load_training_table,
-    test_image_names,
-)
-from HRNet_bbox import engine as bbox_engine
-from HRNet_keypoint import engine as keypoint_engine
-
-CHUNK = 32  # images decoded at a time: bounded memory, one decode per image for both stages
-
-
-def run_chain(
-    bbox_cfg: CfgNode,
-    bbox_output: Path,
-    keypoint_cfg: CfgNode,
-    keypoint_output: Path,
-    device: torch.device,
-    logger: logging.Logger,
-    truth_csv: Path | None = None,
-    compare_gt_boxes: bool = False,
-) -> dict:
-    """Run both stages on every test image; write the box file and ``result.csv``; score."""
-    names = test_image_names(keypoint_cfg)
-    paths = [dataset_root(keypoint_cfg) / keypoint_cfg.DATASET.TEST_IMAGE_DIR / n for n in names]
-    logger.info("boxes: stage one's predictions, model of %s (the chain ignores "
-                "TEST.BOX_SOURCE)", bbox_output)  # fmt: skip
-    box_model = bbox_engine.load_model_for_test(bbox_cfg, bbox_output, device)
-    keypoint_model = keypoint_engine.load_model_for_test(keypoint_cfg, keypoint_output, device)
-    truth = None
-    if truth_csv is not None:
-        kp_names = keypoint_set(keypoint_cfg.MODEL.NUM_JOINTS)["names"]
-        frame = read_keypoint_csv(truth_csv, kp_names).set_index("image")
-        missing = [n for n in names if n not in frame.index]
-        if missing:
-            raise ValueError(f"{truth_csv} lacks {len(missing)} test images, e.g. {missing[:3]}")
-        truth = keypoints_array(frame.loc[names].reset_index(), kp_names)
-
-    joints = keypoint_cfg.MODEL.NUM_JOINTS
-    boxes = np.zeros((len(names), 4))
-    sizes = np.zeros((len(names), 2), dtype=np.int64)
-    coords = np.zeros((len(names), joints, 2))
-    coords_gt_boxes = np.zeros_like(coords) if compare_gt_boxes and truth is not None else None
-    for start in tqdm(range(0, len(names), CHUNK), desc="chain", unit="chunk"):
-        part = slice(start, start + CHUNK)
-        images = [read_image(p) for p in paths[part]]
-        sizes[part] = [(im.shape[1], im.shape[0]) for im in images]
-        boxes[part] = bbox_engine.predict_boxes_xywh(
-            box_model, bbox_cfg, paths[part], device, images=images
-        )
-        coords[part] = keypoint_engine.predict_boxes(
-            keypoint_model, keypoint_cfg, paths[part], boxes[part], device, images=images
-        )
-        if coords_gt_boxes is not None:
-            coords_gt_boxes[part] = keypoint_engine.predict_boxes(
-                keypoint_model, keypoint_cfg, paths[part],
-                keypoint_extent_boxes(truth[part]), device, images=images,
-            )  # fmt: skip
-
-    box_file = bbox_engine.write_test_annotation(bbox_output, names, boxes, sizes)
-    result = keypoint_output / "result.csv"
-    kp_names = keypoint_set(joints)["names"]
-    check_predictions(result, names, coords)
-    write_keypoint_csv(result, names, coords, kp_names)
-    logger.info("wrote %s and %s", box_file, result)
-    summary: dict = {"box_file": str(box_file), "result": str(result), "images": len(names),
-                     "box_source": "stage_one"}
-    if truth is not None:
-        gt_boxes = keypoint_extent_boxes(truth)
-        train = load_training_table(keypoint_cfg)
-        summary["box_iou"] = float(np.mean(box_iou(boxes, gt_boxes)))
-        summary["rmse"] = rmse(coords, truth)
-        summary["mean_pose_rmse"] = rmse(mean_pose_prediction(train.keypoints, gt_boxes), truth)
-        if coords_gt_boxes is not None:
-            write_keypoint_csv(keypoint_output / "result_gt_boxes.csv", names, coords_gt_boxes,
-                               kp_names)  # fmt: skip
-            summary["rmse_gt_boxes"] = rmse(coords_gt_boxes, truth)
-            summary["rmse_ratio_predicted_to_gt_boxes"] = summary["rmse"] / summary["rmse_gt_boxes"]
-    atomic_write_text(keypoint_output / "pipeline_summary.json", json.dumps(summary, indent=1))
-    return summary
+from stages.chain import run_chain
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -136,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise FileNotFoundError(f"{folder} does not exist: train that stage first")
     logger, _, _ = create_logger(keypoint_cfg, args.keypoint_cfg, "pipeline",
                                  output_dir=args.keypoint_output)  # fmt: skip
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     with contextlib.ExitStack() as locks:
         for folder in dict.fromkeys(f.resolve() for f in (args.bbox_output, args.keypoint_output)):
             locks.enter_context(lock_run_folder(folder, logger))

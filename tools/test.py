@@ -11,12 +11,13 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-import torch
 
 from common.config import load_config
+from common.distributed import default_device
 from common.run_dir import create_logger, lock_run_folder
 from common.seed import seed_everything
-from common.stage_data import stage_engine
+from common.stage import run_test
+from stages import stage_for
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,14 +36,8 @@ def main(argv: list[str] | None = None) -> Path:
     if not output_dir.is_dir():
         raise FileNotFoundError(f"--output_path {output_dir} does not exist: train first")
     logger, _, _ = create_logger(cfg, args.cfg, "test", output_dir=output_dir)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with lock_run_folder(output_dir, logger):
-        if cfg.TASK == "gesture":
-            from common.gesture.prediction import predict_gesture
-
-            return predict_gesture(cfg, output_dir, logger)
-        engine = stage_engine(cfg.TASK)
-        return engine.run_test(cfg, output_dir, logger, device)
+        return run_test(stage_for(cfg.TASK), cfg, output_dir, logger, default_device())
 
 
 if __name__ == "__main__":

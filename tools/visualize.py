@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from common.box_files import read_box_annotations
 from common.io import atomic_path, read_image
 from common.keypoints import keypoint_set
 from common.metrics import per_image_rmse
-from common.motion_data import keypoints_array, read_box_annotations, read_keypoint_csv
+from common.motion_data import keypoints_array, read_keypoint_csv
 from common.visualize import contact_sheet, side_by_side
 
 

@@ -18,8 +18,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from common.image_data import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass(frozen=True)

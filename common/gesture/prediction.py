@@ -1,4 +1,6 @@
-"""Prediction of the gesture classifier: :func:`predict_gesture`.
+"""Prediction of the gesture classifier: :func:`predict_gesture`, in the stage interface's
+steps (``read_gesture_test_inputs``, ``load_fold_models``, ``predict_clips``,
+``write_gesture_outputs``).
 
 Each test clip's frames are cropped (keypoints from the test JSON or the stages' result.csv), the
 clip's probability is the mean softmax over its frames, averaged over the folds' models, then
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ from torch import nn
 from yacs.config import CfgNode
 
 from common.checkpoint import load_safely
+from common.distributed import default_device
 from common.gesture.data import GestureClip, GestureDataError, read_clips
 from common.gesture.files import (
     MODEL_NAME,
@@ -41,7 +45,12 @@ from common.gesture.model import build_classifier
 from common.gesture.refiner import GroupThreshold, RefinerPair, refine
 from common.gesture.refiner_thresholds import THRESHOLDS_NAME, load_thresholds
 from common.gesture.scoring import mean_by_clip, score_clips
-from common.gesture.submission import read_sample_submission, read_test_answers, write_submission
+from common.gesture.submission import (
+    SubmissionLayout,
+    read_sample_submission,
+    read_test_answers,
+    write_submission,
+)
 from common.io import atomic_write_text
 
 
@@ -94,11 +103,28 @@ def _load_fold_models(
     return models
 
 
-def predict_gesture(cfg: CfgNode, output_dir: Path, logger: logging.Logger) -> Path:
-    """Write ``submission.csv`` (and ``submission_no_refiner.csv``) into ``output_dir``."""
-    g = cfg.GESTURE
-    output_dir = Path(output_dir)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+@dataclass
+class GestureTestInputs:
+    """The test clips in sample_submission.csv's row order, their keypoints and frames."""
+
+    layout: SubmissionLayout
+    clips: list[GestureClip]
+    keypoints: dict[str, list[np.ndarray]]
+    items: list[FrameItem]
+
+
+@dataclass
+class GesturePredictions:
+    """The clips' probabilities (C, K) before the refiner, from ``model_count`` fold models."""
+
+    inputs: GestureTestInputs
+    probs: np.ndarray
+    model_count: int
+
+
+def read_gesture_test_inputs(cfg: CfgNode) -> GestureTestInputs:
+    """The test clips of sample_submission.csv, checked against the pose table and the test
+    folders, with their keypoints (``GESTURE.KEYPOINT_SOURCE``)."""
     class_ids, _ = class_ids_of(cfg)
     layout = read_sample_submission(data_root(cfg) / cfg.DATASET.TEST_CSV)
     if list(layout.class_ids) != class_ids:
@@ -122,11 +148,44 @@ def predict_gesture(cfg: CfgNode, output_dir: Path, logger: logging.Logger) -> P
         for number, clip in enumerate(clips)
         for path, points in zip(clip.frame_paths, keypoints[clip.folder], strict=True)
     ]
-    models = _load_fold_models(cfg, output_dir, class_ids, device)
-    dataset = GestureFrames(items, crop_margins(cfg), g.IMAGE_SIZE, False)
+    return GestureTestInputs(layout, clips, keypoints, items)
+
+
+def load_fold_models(cfg: CfgNode, output_dir: Path, device: torch.device) -> list[nn.Module]:
+    """The trained models of ``GESTURE.FOLDS`` in ``output_dir``, checked against the config."""
+    return _load_fold_models(cfg, Path(output_dir), class_ids_of(cfg)[0], device)
+
+
+def predict_clips(
+    cfg: CfgNode, models: list[nn.Module], inputs: GestureTestInputs, device: torch.device
+) -> GesturePredictions:
+    """Each clip's mean softmax over its frames, averaged over the fold models."""
+    dataset = GestureFrames(inputs.items, crop_margins(cfg), cfg.GESTURE.IMAGE_SIZE, False)
     frame_probs = predict_frames(models, frame_loader(dataset, cfg, False, 0), device)
-    clip_means = mean_by_clip(frame_probs, [item.clip for item in items])
-    probs = np.stack([clip_means[number] for number in range(len(clips))])
+    clip_means = mean_by_clip(frame_probs, [item.clip for item in inputs.items])
+    probs = np.stack([clip_means[number] for number in range(len(inputs.clips))])
+    return GesturePredictions(inputs, probs, len(models))
+
+
+def predict_gesture(cfg: CfgNode, output_dir: Path, logger: logging.Logger) -> Path:
+    """Write ``submission.csv`` (and ``submission_no_refiner.csv``) into ``output_dir``."""
+    device = default_device()
+    inputs = read_gesture_test_inputs(cfg)
+    models = load_fold_models(cfg, output_dir, device)
+    return write_gesture_outputs(cfg, output_dir, predict_clips(cfg, models, inputs, device),
+                                 logger)  # fmt: skip
+
+
+def write_gesture_outputs(
+    cfg: CfgNode, output_dir: Path, predictions: GesturePredictions, logger: logging.Logger
+) -> Path:
+    """``submission_no_refiner.csv``, the refiner's decisions, ``submission.csv`` and, where the
+    test answers exist, ``test_scores.json``; returns the submission's path."""
+    g = cfg.GESTURE
+    output_dir = Path(output_dir)
+    class_ids, _ = class_ids_of(cfg)
+    layout, clips = predictions.inputs.layout, predictions.inputs.clips
+    keypoints, probs = predictions.inputs.keypoints, predictions.probs
     raw_path = write_submission(output_dir / RAW_SUBMISSION_NAME, layout, probs)
     pairs: list[RefinerPair] = []
     thresholds: dict[str, GroupThreshold] = {}
@@ -165,7 +224,7 @@ def predict_gesture(cfg: CfgNode, output_dir: Path, logger: logging.Logger) -> P
         "%d test clips from %d fold models; refiner changed %d clips' top class among "
         "%d decisions; wrote %s and %s",
         len(clips),
-        len(models),
+        predictions.model_count,
         sum(d["top_id"] != d["chosen_id"] for d in decisions),
         len(decisions),
         path,

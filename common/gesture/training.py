@@ -29,6 +29,7 @@ from torch import nn
 from yacs.config import CfgNode
 
 from common.checkpoint import save_atomic
+from common.distributed import default_device
 from common.gesture.data import read_clips
 from common.gesture.files import MODEL_NAME, VALIDATION_PROBS_NAME, class_ids_of, data_root
 from common.gesture.folds import assign_folds
@@ -155,7 +156,7 @@ def train_gesture(cfg: CfgNode, output_dir: Path, logger: logging.Logger) -> dic
     """Train the folds of GESTURE.FOLDS, fit the refiner; returns (and saves) the metrics."""
     g = cfg.GESTURE
     output_dir = Path(output_dir)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     class_ids, pose_table = class_ids_of(cfg)
     class_index = {pose_id: index for index, pose_id in enumerate(class_ids)}
     clips = read_clips(data_root(cfg) / cfg.DATASET.TRAIN_IMAGE_DIR, "train", class_ids)

@@ -10,10 +10,16 @@ import torch
 from torch import nn
 
 from common.config import get_defaults
-from HRNet_keypoint.decode import decode_heatmaps, get_max_preds, quarter_offset
+from HRNet_keypoint.codec import (
+    DECODERS,
+    decode_heatmaps,
+    generate_target,
+    get_final_preds,
+    get_max_preds,
+    quarter_offset,
+)
 from HRNet_keypoint.inference import flip_back, predict_heatmaps, predict_keypoints
 from HRNet_keypoint.loss import JointsMSELoss
-from HRNet_keypoint.targets import generate_target
 from HRNet_keypoint.transforms import affine_transform, get_affine_transform, transform_preds
 
 IMAGE_SIZE = (288, 384)
@@ -136,7 +142,7 @@ def test_vectorised_decode_equals_loop(dtype: type) -> None:
     centers = rng.uniform(100, 900, size=(6, 2)).astype(np.float32)
     scales = rng.uniform(0.5, 3.0, size=(6, 2)).astype(np.float32)
     for post_process in (True, False):
-        preds, maxvals = decode_heatmaps(heatmaps, centers, scales, post_process)
+        preds, maxvals = get_final_preds(heatmaps, centers, scales, post_process)
         expected, expected_maxvals = loop_final_preds(heatmaps, centers, scales, post_process)
         assert preds.dtype == np.float32
         np.testing.assert_array_equal(preds, expected)
@@ -156,6 +162,17 @@ def test_quarter_offset_directions() -> None:
     np.testing.assert_array_equal(shifted[0], [[3.25, 2.75], [3.0, 1.0], [3.75, 3.0]])
 
 
+def test_decode_heatmaps_dispatches_on_the_decoder_name() -> None:
+    heatmaps = np.random.default_rng(4).random((2, 3, 8, 6)).astype(np.float32)
+    coords, maxvals = get_max_preds(heatmaps)
+    decoded, decoded_maxvals = decode_heatmaps(torch.from_numpy(heatmaps), "quarter")
+    np.testing.assert_array_equal(decoded, quarter_offset(heatmaps, coords))
+    np.testing.assert_array_equal(decoded_maxvals, maxvals)
+    assert "quarter" in DECODERS
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        decode_heatmaps(heatmaps, "nearest")
+
+
 def test_target_decode_round_trip_exact_cells() -> None:
     center = np.array([612.0, 377.5], dtype=np.float32)
     scale = np.array([1.7, 2.2666667], dtype=np.float32)
@@ -167,7 +184,7 @@ def test_target_decode_round_trip_exact_cells() -> None:
         affine_transform(original, to_input), np.ones(4), IMAGE_SIZE, HEATMAP_SIZE, 3
     )
     assert weight.all()
-    preds, maxvals = decode_heatmaps(target[None], center[None], scale[None], True)
+    preds, maxvals = get_final_preds(target[None], center[None], scale[None], True)
     np.testing.assert_allclose(maxvals, 1.0)
     # The symmetric gaussian gives no quarter offset: exact cell, exact pixel (float32 output).
     np.testing.assert_allclose(preds[0], original, rtol=0, atol=2e-4)
@@ -182,7 +199,7 @@ def test_target_decode_round_trip_within_half_stride() -> None:
     input_points = rng.uniform(20, 260, size=(24, 2))
     original = affine_transform(input_points, from_input)
     target, _ = generate_target(input_points, np.ones(24), IMAGE_SIZE, HEATMAP_SIZE, 3)
-    preds, _ = decode_heatmaps(target[None], center[None], scale[None], True)
+    preds, _ = get_final_preds(target[None], center[None], scale[None], True)
     error_in_input = np.abs(affine_transform(preds[0], to_input) - input_points)
     assert error_in_input.max() <= 2.0 + 1e-3  # stride / 2
     pixels_per_input_pixel = scale[0] * 200 / IMAGE_SIZE[0]
@@ -194,7 +211,7 @@ def test_transform_preds_matches_decode_for_single_sample() -> None:
     heatmaps[0, 0, 40, 30] = 1.0
     center = np.array([[500.0, 400.0]], dtype=np.float32)
     scale = np.array([[2.0, 2.6666667]], dtype=np.float32)
-    preds, _ = decode_heatmaps(torch.from_numpy(heatmaps), center, scale, post_process=False)
+    preds, _ = get_final_preds(torch.from_numpy(heatmaps), center, scale, post_process=False)
     expected = transform_preds(np.array([[30.0, 40.0]]), center[0], scale[0], (72, 96))
     np.testing.assert_allclose(preds[0], expected, rtol=1e-6)
 
@@ -293,7 +310,7 @@ def test_predict_keypoints_combines_heatmaps_and_decode() -> None:
     scales = torch.tensor([[0.5, 0.6666667], [0.3, 0.4]])
     coords, maxvals = predict_keypoints(model, images, centers, scales, cfg, PAIRS)
     heatmaps = predict_heatmaps(model, images, True, PAIRS, True)
-    expected, expected_maxvals = decode_heatmaps(heatmaps, centers, scales, True)
+    expected, expected_maxvals = get_final_preds(heatmaps, centers, scales, True)
     assert coords.shape == (2, 5, 2) and maxvals.shape == (2, 5, 1)
     np.testing.assert_array_equal(coords, expected)
     np.testing.assert_array_equal(maxvals, expected_maxvals)

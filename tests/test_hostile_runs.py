@@ -17,15 +17,11 @@ import torch
 
 from common import io as common_io
 from common import stage_data
+from common.box_files import write_box_annotations
 from common.checkpoint import CheckpointError, load_training_checkpoint, save_atomic
 from common.config import load_config
 from common.io import ImageReadError
-from common.motion_data import (
-    DataFormatError,
-    check_predictions,
-    write_box_annotations,
-    write_keypoint_csv,
-)
+from common.motion_data import DataFormatError, check_predictions, write_keypoint_csv
 from common.run_dir import LOCK_NAME, RunFolderError, output_dir_for
 from common.stage_data import load_training_table
 from common.synthetic.motion import generate_motion_dataset

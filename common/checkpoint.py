@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.errors import UserError
 from common.io import atomic_path
 
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -21,7 +22,7 @@ FINAL_NAME = "final_state.pth"
 CHECKPOINT_KEYS = ("epoch", "state_dict", "optimizer", "scheduler", "best_perf", "best_epoch")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file is truncated, foreign, or does not fit the run."""
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.errors import UserError
+
 MAX_IMAGE_PIXELS = 100_000_000  # DATASET.MAX_IMAGE_PIXELS: far above 8000x6000 (48 MP)
 _TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{12}\.tmp$")
 _live_temps: set[Path] = set()
@@ -24,7 +26,7 @@ _previous_handlers: dict[int, object] = {}
 _lock = threading.Lock()
 
 
-class AtomicWriteError(OSError):
+class AtomicWriteError(UserError, OSError):
     """A file could not be written (disk full, no permission); the previous one is untouched."""
 
 
@@ -146,7 +148,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-class ImageReadError(RuntimeError):
+class ImageReadError(UserError, RuntimeError):
     """An image file is missing or cannot be decoded."""
 
 

@@ -22,12 +22,14 @@ from typing import Any
 
 import yaml
 
+from common.errors import UserError
+
 SET_DIR = Path(__file__).resolve().parent / "keypoint_sets"
 BUILTIN_SETS = ("motion24", "hand21", "coco17")
 _FIELDS = ("names", "flip_pairs", "skeleton", "upper_body", "sigmas", "joint_weights")
 
 
-class KeypointSetError(ValueError):
+class KeypointSetError(UserError, ValueError):
     """A keypoint-set file is missing, unreadable or inconsistent."""
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from common.errors import UserError
 from common.io import atomic_path
 from common.keypoints import MOTION_KEYPOINTS, coordinate_columns
 
@@ -28,7 +29,7 @@ BOX_FIELDS = ("filename", "bbox", "width", "height", "area")
 _SHOW = 5  # how many offending names an error message lists
 
 
-class DataFormatError(ValueError):
+class DataFormatError(UserError, ValueError):
     """A data file or table does not have the expected layout or values."""
 
 

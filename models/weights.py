@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.errors import UserError
+
 _LOG = logging.getLogger(__name__)
 # Wrappers around a state dict, in the order they are tried (official checkpoint.pth,
 # then other trainers' dicts).
@@ -24,7 +26,7 @@ _WRAPPER_KEYS = ("state_dict", "model")
 _SHOWN = 10  # key names listed per kind in error messages
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A file (or object) is not a readable state dict."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
+from common.cli import run_tool
 from common.config import load_config
 from common.run_dir import output_dir_for
 
@@ -81,4 +82,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

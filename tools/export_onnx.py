@@ -16,6 +16,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import torch
 
+from common.cli import run_tool
 from common.config import load_config
 from common.stage_data import stage_engine
 from models.backends import export_onnx, input_shape_for, onnx_max_difference
@@ -59,4 +60,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -45,6 +45,7 @@ from types import ModuleType
 import _bootstrap  # noqa: F401
 import numpy as np
 
+from common.cli import run_tool
 from common.config import load_config
 from common.gesture.data import POINTS_PER_HAND, read_clips
 from common.gesture.files import THRESHOLD_FILES
@@ -411,4 +412,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

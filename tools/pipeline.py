@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 from yacs.config import CfgNode
 
+from common.cli import run_tool
 from common.config import load_config
 from common.io import atomic_write_text, read_image
 from common.keypoints import keypoint_set
@@ -141,4 +142,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

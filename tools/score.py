@@ -24,6 +24,7 @@ import _bootstrap  # noqa: F401
 import numpy as np
 import pandas as pd
 
+from common.cli import run_tool
 from common.keypoints import keypoint_set
 from common.metrics import (
     multiclass_logloss,
@@ -251,4 +252,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

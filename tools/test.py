@@ -13,6 +13,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import torch
 
+from common.cli import run_tool
 from common.config import load_config
 from common.run_dir import create_logger
 from common.seed import seed_everything
@@ -45,4 +46,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -15,6 +15,7 @@ import _bootstrap  # noqa: F401
 from tensorboardX import SummaryWriter
 
 from common.checkpoint import BEST_NAME
+from common.cli import run_tool
 from common.config import load_config, str2bool
 from common.distributed import cleanup, init_distributed, is_main_process, world_size
 from common.io import atomic_write_text
@@ -99,4 +100,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from common.cli import run_tool
 from common.io import atomic_path, read_image
 from common.keypoints import keypoint_set
 from common.metrics import per_image_rmse
@@ -102,4 +103,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from yacs.config import CfgNode
 
 from common.checkpoint import BEST_NAME
+from common.errors import MissingFileError
 from common.io import read_image
 from common.keypoints import coordinate_columns, keypoint_set
 from common.metrics import rmse
@@ -137,7 +138,7 @@ def load_test_boxes(cfg: CfgNode, names: list[str], logger: logging.Logger) -> n
         logger.info("TEST.USE_GT_BBOX: no %s, using stage one's boxes", cfg.DATASET.TRUTH_CSV)
     box_file = dataset_root(cfg) / cfg.DATASET.BOX_FILE
     if not box_file.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no box file {box_file}: run stage one first (python tools/test.py --cfg "
             "experiments/bbox/<config>.yaml --output_path DIR) and copy DIR/test_annotation.pkl "
             f"to {box_file}, or run tools/pipeline.py, or set TEST.USE_GT_BBOX True"

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.errors import UserError
+from common.errors import MissingFileError, UserError
 from common.io import atomic_path
 
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -36,7 +36,7 @@ def load_safely(path: str | Path) -> Any:
     """``torch.load`` with ``weights_only=True`` and errors that name the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise MissingFileError(f"checkpoint not found: {path}; check the path or train first")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files

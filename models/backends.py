@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
+from common.errors import MissingFileError
 from common.io import atomic_path, replace_durably
 from models.fuse import fuse_conv_bn
 from models.weights import load_state_dict_strict
@@ -218,7 +219,7 @@ def _given_onnx_file(cfg: CfgNode, input_shape: Sequence[int]) -> OnnxRuntimeMod
     """The session of ``TEST.ONNX_FILE``, checked against the config's input size."""
     onnx_path = Path(cfg.TEST.ONNX_FILE)
     if not onnx_path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"TEST.ONNX_FILE {onnx_path} not found: export it with tools/export_onnx.py "
             "or leave TEST.ONNX_FILE empty to export beside the weights"
         )

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
+from common.errors import MissingFileError
 from models.weights import load_pretrained
 
 BN_MOMENTUM = 0.1
@@ -349,7 +350,7 @@ def build_pose_hrnet(cfg: CfgNode, is_train: bool,
     pretrained = str(cfg.MODEL.PRETRAINED)
     if is_train and cfg.MODEL.INIT_WEIGHTS and pretrained:
         if not Path(pretrained).is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"MODEL.PRETRAINED file not found: {pretrained} (set MODEL.PRETRAINED '' to "
                 "train from the official random init)")
         layers = tuple(extra.get("PRETRAINED_LAYERS", ("*",)))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.errors import UserError
+from common.errors import MissingFileError, UserError
 
 _LOG = logging.getLogger(__name__)
 # Wrappers around a state dict, in the order they are tried (official checkpoint.pth,
@@ -91,7 +91,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise MissingFileError(f"checkpoint not found: {path}; check the path, or train first "
+                               "(tools/train.py writes model_best.pth)")
     try:
         with torch.serialization.safe_globals(_numpy_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)

@@ -23,10 +23,16 @@ from yacs.config import CfgNode
 
 from common.cli import run_tool
 from common.config import load_config
+from common.errors import MissingFileError
 from common.io import atomic_write_text, read_image
 from common.keypoints import keypoint_set
 from common.metrics import box_iou, mean_pose_prediction, rmse
-from common.motion_data import keypoints_array, read_keypoint_csv, write_keypoint_csv
+from common.motion_data import (
+    DataFormatError,
+    keypoints_array,
+    read_keypoint_csv,
+    write_keypoint_csv,
+)
 from common.run_dir import create_logger
 from common.seed import seed_everything
 from common.stage_data import (
@@ -62,7 +68,10 @@ def run_chain(
         frame = read_keypoint_csv(truth_csv, kp_names).set_index("image")
         missing = [n for n in names if n not in frame.index]
         if missing:
-            raise ValueError(f"{truth_csv} lacks {len(missing)} test images, e.g. {missing[:3]}")
+            raise DataFormatError(
+                f"{truth_csv} lacks {len(missing)} test images, e.g. {missing[:3]}: pass the "
+                "truth of this test set"
+            )
         truth = keypoints_array(frame.loc[names].reset_index(), kp_names)
 
     joints = keypoint_cfg.MODEL.NUM_JOINTS
@@ -124,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     seed_everything(keypoint_cfg.RANDOMSEED, keypoint_cfg)
     for folder in (args.bbox_output, args.keypoint_output):
         if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} does not exist: train that stage first")
+            raise MissingFileError(f"{folder} does not exist: train that stage first")
     logger, _, _ = create_logger(keypoint_cfg, args.keypoint_cfg, "pipeline",
                                  output_dir=args.keypoint_output)  # fmt: skip
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

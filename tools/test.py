@@ -15,6 +15,7 @@ import torch
 
 from common.cli import run_tool
 from common.config import load_config
+from common.errors import MissingFileError
 from common.run_dir import create_logger
 from common.seed import seed_everything
 from common.stage_data import stage_engine
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None) -> Path:
     seed_everything(cfg.RANDOMSEED, cfg)
     output_dir = Path(args.output_path)
     if not output_dir.is_dir():
-        raise FileNotFoundError(f"--output_path {output_dir} does not exist: train first")
+        raise MissingFileError(
+            f"--output_path {output_dir} does not exist: train first, or check the path"
+        )
     logger, _, _ = create_logger(cfg, args.cfg, "test", output_dir=output_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if cfg.TASK == "gesture":

@@ -44,6 +44,7 @@ from common.distributed import (
     wrap_model,
 )
 from common.seed import epoch_generator, seed_worker
+from common.workers import usable_workers
 
 
 class TrainingDiverged(RuntimeError):
@@ -87,7 +88,7 @@ def make_loader(
         batch_size=cfg.TRAIN.BATCH_SIZE_PER_GPU if train else cfg.TEST.BATCH_SIZE_PER_GPU,
         shuffle=train and cfg.TRAIN.SHUFFLE and sampler is None,
         sampler=sampler,
-        num_workers=cfg.WORKERS,
+        num_workers=usable_workers(cfg.WORKERS),
         worker_init_fn=seed_worker,
         generator=generator,
         pin_memory=cfg.PIN_MEMORY and torch.cuda.is_available(),

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from common.cli import run_tool
+from common.cli import USER_ERROR_STATUS, run_tool
 from common.config import load_config
+from common.errors import UserError
 from common.run_dir import output_dir_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +29,11 @@ def run(step: str, *args: str) -> None:
     command = [sys.executable, *args]
     print(f"\n=== {step}\n$ {' '.join(command[1:])}", flush=True)
     started = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, check=True)
+    code = subprocess.run(command, cwd=ROOT).returncode
+    if code == USER_ERROR_STATUS:
+        raise UserError(f"{step} stopped ({args[0]} said why above); fix that and run again")
+    if code:
+        sys.exit(code)
     print(f"--- {step}: {time.perf_counter() - started:.0f} s", flush=True)
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from common.cli import run_tool
+from common.errors import MissingFileError
 from common.io import atomic_path, read_image
 from common.keypoints import keypoint_set
 from common.metrics import per_image_rmse
@@ -22,6 +23,8 @@ from common.visualize import contact_sheet, side_by_side
 
 
 def _names_for(csv_path: Path) -> tuple[str, ...]:
+    if not csv_path.is_file():
+        raise MissingFileError(f"prediction CSV not found: {csv_path}; check --pred")
     columns = pd.read_csv(csv_path, nrows=0).columns
     return keypoint_set((len(columns) - 1) // 2)["names"]
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 from yacs.config import CfgNode
 
 from common.checkpoint import BEST_NAME
@@ -16,6 +15,7 @@ from common.io import read_image
 from common.keypoints import coordinate_columns, keypoint_set
 from common.metrics import rmse
 from common.motion_data import read_box_annotations, write_keypoint_csv
+from common.progress import batch_size, progress
 from common.stage_data import (
     KeypointTable,
     dataset_root,
@@ -47,7 +47,8 @@ def predict_boxes(
     coords = np.zeros((len(paths), cfg.MODEL.NUM_JOINTS, 2), dtype=np.float64)
     model.eval()
     with torch.no_grad():
-        for inputs, meta in tqdm(make_loader(dataset, cfg, train=False), desc=desc, leave=False):
+        batches = make_loader(dataset, cfg, train=False)
+        for inputs, meta in progress(batches, desc, len(dataset), "images", batch_size):
             pred, _ = predict_keypoints(
                 model, inputs.to(device), meta["center"].numpy(), meta["scale"].numpy(),
                 cfg, flip_pairs,

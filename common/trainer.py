@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 from yacs.config import CfgNode
 
 from common.checkpoint import (
@@ -43,6 +42,8 @@ from common.distributed import (
     world_size,
     wrap_model,
 )
+from common.progress import batch_size, progress
+from common.progress import quiet as quiet_progress
 from common.seed import epoch_generator, seed_worker
 from common.workers import usable_workers
 
@@ -165,12 +166,6 @@ def _amp_dtype(name: str) -> torch.dtype:
     return dtypes[name]
 
 
-def _batch_size(batch: Any) -> int:
-    """Samples in a batch: the length of its first tensor."""
-    first = batch[0] if isinstance(batch, (list, tuple)) else batch
-    return int(first.shape[0]) if hasattr(first, "shape") else 0
-
-
 def _metric_is_better(value: float, best: float) -> bool:
     return value <= best  # the reference keeps the later epoch on a tie
 
@@ -237,8 +232,8 @@ def fit(
         running, count, samples = 0.0, 0, 0
         input_wait = 0.0  # time the steps waited for the loader: its share of the epoch
         epoch_start = fetch_start = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True,
-                   disable=not main)  # fmt: skip
+        bar = progress(loader, f"epoch {epoch} train", unit="batch", summary=False,
+                       disable=not main)  # fmt: skip
         for batch in bar:
             input_wait += time.perf_counter() - fetch_start
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
@@ -254,7 +249,7 @@ def fit(
             scaler.update()
             running += loss.item()
             count += 1
-            samples += _batch_size(batch)
+            samples += batch_size(batch)
             bar.set_postfix(loss=f"{running / count:.5f}")
             fetch_start = time.perf_counter()
         bar.close()
@@ -275,7 +270,8 @@ def fit(
 
         model.eval()
         with torch.no_grad():
-            metrics = stage.validate(unwrap_model(net), epoch)
+            with quiet_progress():  # the epoch's line below says it all
+                metrics = stage.validate(unwrap_model(net), epoch)
         value = float(metrics["metric"])
         is_best = _metric_is_better(value, best_perf)
         if is_best:

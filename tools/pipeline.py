@@ -18,7 +18,6 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import numpy as np
 import torch
-from tqdm import tqdm
 from yacs.config import CfgNode
 
 from common.cli import run_tool
@@ -33,6 +32,7 @@ from common.motion_data import (
     read_keypoint_csv,
     write_keypoint_csv,
 )
+from common.progress import progress
 from common.run_dir import create_logger
 from common.seed import seed_everything
 from common.stage_data import (
@@ -79,7 +79,8 @@ def run_chain(
     sizes = np.zeros((len(names), 2), dtype=np.int64)
     coords = np.zeros((len(names), joints, 2))
     coords_gt_boxes = np.zeros_like(coords) if compare_gt_boxes and truth is not None else None
-    for start in tqdm(range(0, len(names), CHUNK), desc="chain", unit="chunk"):
+    chunks = range(0, len(names), CHUNK)
+    for start in progress(chunks, "chain", len(names), "images", lambda s: len(paths[s:][:CHUNK])):
         part = slice(start, start + CHUNK)
         images = [read_image(p) for p in paths[part]]
         sizes[part] = [(im.shape[1], im.shape[0]) for im in images]

@@ -11,7 +11,6 @@ import _bootstrap  # noqa: F401
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from common.cli import run_tool
 from common.errors import MissingFileError
@@ -19,6 +18,7 @@ from common.io import atomic_path, read_image
 from common.keypoints import keypoint_set
 from common.metrics import per_image_rmse
 from common.motion_data import keypoints_array, read_box_annotations, read_keypoint_csv
+from common.progress import progress
 from common.visualize import contact_sheet, side_by_side
 
 
@@ -68,7 +68,7 @@ def draw_results(
     chosen = images if limit is None else images[:limit]
     out_dir.mkdir(parents=True, exist_ok=True)
     pictures: dict[str, np.ndarray] = {}
-    for name in tqdm(chosen, desc="drawing", leave=False):
+    for name in progress(chosen, "drawing", unit="pictures"):
         image = read_image(image_dir / name)
         box = np.asarray(boxes[name]["bbox"]) if name in boxes else None
         title = f"{name}  rmse {errors[name]:.1f}px" if name in errors else name

@@ -19,7 +19,7 @@ from common.keypoints import keypoint_set
 from common.metrics import per_image_rmse
 from common.motion_data import keypoints_array, read_box_annotations, read_keypoint_csv
 from common.progress import progress
-from common.visualize import contact_sheet, side_by_side
+from common.visualize import contact_sheet, side_by_side, title_strip
 
 
 def _names_for(csv_path: Path) -> tuple[str, ...]:
@@ -68,19 +68,21 @@ def draw_results(
     chosen = images if limit is None else images[:limit]
     out_dir.mkdir(parents=True, exist_ok=True)
     pictures: dict[str, np.ndarray] = {}
+    titles = {n: f"{n}  RMSE {errors[n]:.1f} px" if n in errors else n for n in chosen}
     for name in progress(chosen, "drawing", unit="pictures"):
         image = read_image(image_dir / name)
         box = np.asarray(boxes[name]["bbox"]) if name in boxes else None
-        title = f"{name}  rmse {errors[name]:.1f}px" if name in errors else name
-        picture = side_by_side(
-            image, pred[name], None if truth is None else truth.get(name), box, title
+        pictures[name] = side_by_side(
+            image, pred[name], None if truth is None else truth.get(name), box
         )
-        pictures[name] = picture
-        _write_jpg(out_dir / (Path(name).stem + "_pred.jpg"), picture)
+        titled = np.concatenate([title_strip(pictures[name].shape[1], titles[name]),
+                                 pictures[name]])  # fmt: skip
+        _write_jpg(out_dir / (Path(name).stem + "_pred.jpg"), titled)
     sheet_names = chosen[:worst]
     sheet = out_dir / "worst_contact_sheet.jpg"
     if sheet_names:
-        _write_jpg(sheet, contact_sheet([pictures[n] for n in sheet_names], columns=4))
+        _write_jpg(sheet, contact_sheet([pictures[n] for n in sheet_names], columns=4,
+                                        titles=[titles[n] for n in sheet_names]))  # fmt: skip
     return {
         "out_dir": str(out_dir),
         "contact_sheet": str(sheet),

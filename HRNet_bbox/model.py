@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
+from common.errors import ConfigError
 from models.hrnet import PoseHighResolutionNet, build_pose_hrnet
 
 REFERENCE_HEAD = "reference"
@@ -48,7 +49,7 @@ def head_scale(head: str, image_size: Sequence[int]) -> torch.Tensor:
     """The factors (4,) from normalised corners (fractions of the input width and height) to the
     head's units: input pixels for 'reference', 1 for 'pooled'."""
     if head not in BOX_HEADS:
-        raise ValueError(f"MODEL.BBOX_HEAD must be one of {list(BOX_HEADS)}, got {head!r}")
+        raise ConfigError(f"MODEL.BBOX_HEAD must be one of {list(BOX_HEADS)}, got {head!r}")
     if head == POOLED_HEAD:
         return torch.ones(4)
     width, height = (float(v) for v in image_size)
@@ -127,7 +128,7 @@ class BoxRegressor(nn.Sequential):
             backbone.final_layer = nn.Identity()
             head = SoftArgmaxBoxHead(backbone.out_channels)
         else:
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.BBOX_HEAD must be one of {list(BOX_HEADS)}, got {head_name!r}"
             )
         super().__init__(backbone, head)
@@ -146,7 +147,7 @@ def build_box_model(cfg: CfgNode, is_train: bool,
     width, height = (int(v) for v in cfg.MODEL.IMAGE_SIZE)
     divisor = backbone.size_divisor
     if width % divisor or height % divisor:
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.IMAGE_SIZE [width, height] = [{width}, {height}]: both sides must be "
             f"multiples of {divisor} for this HRNet"
         )

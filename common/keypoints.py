@@ -200,4 +200,4 @@ def keypoint_set(num_joints: int) -> dict:
                 "lower_body": kp_set.lower_body,
                 "skeleton": kp_set.skeleton,
             }
-    raise ValueError(f"no keypoint set has {num_joints} joints (motion has 24, hands 21)")
+    raise KeypointSetError(f"no keypoint set has {num_joints} joints (motion has 24, hands 21)")

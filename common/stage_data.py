@@ -130,9 +130,8 @@ def load_training_table(cfg: CfgNode, logger: logging.Logger | None = None) -> K
     if cfg.DATASET.DROP_REFERENCE_ROWS:
         if max(REFERENCE_DROP_ROWS) >= len(frame):
             raise ConfigError(
-                "DATASET.DROP_REFERENCE_ROWS drops the competition's "
-                f"{len(REFERENCE_DROP_ROWS)} "
-                f"reference rows (up to row {max(REFERENCE_DROP_ROWS)}), but {csv_path} has "
+                f"DATASET.DROP_REFERENCE_ROWS drops the competition's {len(REFERENCE_DROP_ROWS)}"
+                f" reference rows (up to row {max(REFERENCE_DROP_ROWS)}), but {csv_path} has "
                 f"{len(frame)} rows, so it is not the competition's file: set "
                 "DATASET.DROP_REFERENCE_ROWS False"
             )
@@ -224,5 +223,5 @@ def stage_engine(task: str) -> ModuleType:
     """The engine module of a stage: ``build_model``, ``build_stage``, ``evaluate``,
     ``run_test``."""
     if task not in STAGE_ENGINES:
-        raise ValueError(f"TASK must be one of {sorted(STAGE_ENGINES)} or 'gesture', got {task!r}")
+        raise ConfigError(f"TASK must be one of {sorted(STAGE_ENGINES)} or 'gesture', got {task!r}")
     return importlib.import_module(STAGE_ENGINES[task])

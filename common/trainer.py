@@ -42,6 +42,7 @@ from common.distributed import (
     world_size,
     wrap_model,
 )
+from common.errors import ConfigError
 from common.progress import batch_size, progress
 from common.progress import quiet as quiet_progress
 from common.seed import epoch_generator, seed_worker
@@ -110,7 +111,7 @@ def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
             weight_decay=weight_decay,
             nesterov=cfg.TRAIN.NESTEROV,
         )
-    raise ValueError(f"TRAIN.OPTIMIZER must be 'adam' or 'sgd', got {cfg.TRAIN.OPTIMIZER!r}")
+    raise ConfigError(f"TRAIN.OPTIMIZER must be 'adam' or 'sgd', got {cfg.TRAIN.OPTIMIZER!r}")
 
 
 def build_scheduler(cfg: CfgNode, optimizer: torch.optim.Optimizer):
@@ -162,7 +163,7 @@ def _amp_dtype(name: str) -> torch.dtype:
     """``TRAIN.AMP_DTYPE`` as a torch dtype; only the two autocast types are accepted."""
     dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16}
     if name not in dtypes:
-        raise ValueError(f"TRAIN.AMP_DTYPE must be one of {list(dtypes)}, got {name!r}")
+        raise ConfigError(f"TRAIN.AMP_DTYPE must be one of {list(dtypes)}, got {name!r}")
     return dtypes[name]
 
 

@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from tensorboardX.proto import event_pb2  # noqa: E402
 
 from common.io import atomic_path  # noqa: E402
@@ -97,8 +98,10 @@ def plot_training_curves(runs: Mapping[str, tuple[str | Path, str]],
             valid_axis.scatter([steps[best]], [values[best]], color=PRED_COLOUR, zorder=3,
                                label=f"best {values[best]:.2f} (epoch {steps[best]})")
         valid_axis.set_title(f"{label}: validation {metric}", fontsize=10)
+        valid_axis.set_ylabel("pixels")
         for axis in (loss_axis, valid_axis):
             axis.set_xlabel("epoch")
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
             axis.grid(alpha=0.3)
             if axis.get_legend_handles_labels()[0]:
                 axis.legend(fontsize=8)

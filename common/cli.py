@@ -1,7 +1,8 @@
 """How every tool ends: one ``error:`` line for a user's mistake, a traceback for a bug.
 
-``run_tool(main)`` runs a tool's ``main``. A ``UserError`` prints ``error: <message>`` on
-stderr and exits with status 2; Ctrl-C prints one line and exits with 130. ``--debug`` on the
+``run_tool(main)`` runs a tool's ``main``. A ``UserError`` (or a ``PermissionError`` on a path,
+which is almost always one the user named) prints ``error: <message>`` on stderr and exits
+with status 2; Ctrl-C prints one line and exits with 130. ``--debug`` on the
 command line (removed before the tool parses its arguments) or ``HRNET_DEBUG=1`` shows the
 traceback of a user error too.
 """
@@ -38,6 +39,13 @@ def run_tool(main: Callable[[], object]) -> NoReturn:
         if debug:
             raise
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(USER_ERROR_STATUS)
+    except PermissionError as error:  # a folder or file the user named that cannot be written
+        if debug:
+            raise
+        where = error.filename or "a file"
+        print(f"error: permission denied: {where}: choose a path you may write to, or fix its "
+              "permissions", file=sys.stderr)  # fmt: skip
         sys.exit(USER_ERROR_STATUS)
     except KeyboardInterrupt:
         if debug:

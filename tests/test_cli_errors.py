@@ -204,12 +204,18 @@ def test_run_tool_exit_statuses(monkeypatch, capsys):
     def bug():
         raise ZeroDivisionError("a bug")
 
-    for main, status in ((user_error, 2), (interrupted, 130), (lambda: 3, 3), (lambda: {}, 0)):
+    def read_only():
+        raise PermissionError(13, "Permission denied", "/out/result.csv")
+
+    for main, status in ((user_error, 2), (interrupted, 130), (lambda: 3, 3), (lambda: {}, 0),
+                         (read_only, 2)):  # fmt: skip
         with pytest.raises(SystemExit) as exit_info:
             run(main)
         assert exit_info.value.code == status
     assert capsys.readouterr().err.splitlines() == [
-        "error: x.csv: row 3 is broken; fix it", "interrupted"]
+        "error: x.csv: row 3 is broken; fix it", "interrupted",
+        "error: permission denied: /out/result.csv: choose a path you may write to, or fix its "
+        "permissions"]  # fmt: skip
     with pytest.raises(ZeroDivisionError):
         run(bug)
     monkeypatch.setenv("HRNET_DEBUG", "1")

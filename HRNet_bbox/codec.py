@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
+from common.errors import ConfigError
 from HRNet_bbox.model import BOX_HEADS, POOLED_HEAD
 
 
@@ -27,7 +28,7 @@ def head_scale(head: str, image_size: Sequence[int]) -> torch.Tensor:
     """The factors (4,) from normalised corners (fractions of the input width and height) to the
     head's units: input pixels for 'reference', 1 for 'pooled'."""
     if head not in BOX_HEADS:
-        raise ValueError(f"MODEL.BBOX_HEAD must be one of {list(BOX_HEADS)}, got {head!r}")
+        raise ConfigError(f"MODEL.BBOX_HEAD must be one of {list(BOX_HEADS)}, got {head!r}")
     if head == POOLED_HEAD:
         return torch.ones(4)
     width, height = (float(v) for v in image_size)

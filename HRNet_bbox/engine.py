@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 from yacs.config import CfgNode
 
 from common.box_files import write_box_annotations
 from common.checkpoint import BEST_NAME
 from common.io import read_image
 from common.metrics import box_iou, corner_error
+from common.progress import batch_size, progress
 from common.stage import TrainRun, image_stage, train_on_table
 from common.stage import run_test as run_stage_test
 from common.stage_data import (
@@ -64,7 +64,8 @@ def _predict(
     sizes = np.zeros((len(paths), 2), dtype=np.int64)
     model.eval()
     with torch.no_grad():
-        for inputs, _, meta in tqdm(make_loader(dataset, cfg, train=False), desc=desc, leave=False):
+        batches = make_loader(dataset, cfg, train=False)
+        for inputs, _, meta in progress(batches, desc, len(dataset), "images", batch_size):
             index = meta["index"].numpy()
             size = np.stack([meta["width"].numpy(), meta["height"].numpy()], axis=1)
             output = model(inputs.to(device))

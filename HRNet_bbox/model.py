@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
+from common.errors import ConfigError
 from models.hrnet import PoseHighResolutionNet, build_pose_hrnet
 
 REFERENCE_HEAD = "reference"
@@ -113,7 +114,7 @@ class BoxRegressor(nn.Sequential):
             backbone.final_layer = nn.Identity()
             head = SoftArgmaxBoxHead(backbone.out_channels)
         else:
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.BBOX_HEAD must be one of {list(BOX_HEADS)}, got {head_name!r}"
             )
         super().__init__(backbone, head)
@@ -127,7 +128,7 @@ def build_box_model(cfg: CfgNode, is_train: bool,
     width, height = (int(v) for v in cfg.MODEL.IMAGE_SIZE)
     divisor = backbone.size_divisor
     if width % divisor or height % divisor:
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.IMAGE_SIZE [width, height] = [{width}, {height}]: both sides must be "
             f"multiples of {divisor} for this HRNet"
         )

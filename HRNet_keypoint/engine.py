@@ -8,15 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 from yacs.config import CfgNode
 
 from common.box_files import read_box_annotations
 from common.checkpoint import BEST_NAME
+from common.errors import ConfigError, MissingFileError
 from common.io import image_size, read_image
 from common.keypoints import coordinate_columns, keypoint_set
 from common.metrics import rmse
 from common.motion_data import DataFormatError, check_predictions, write_keypoint_csv
+from common.progress import batch_size, progress
 from common.stage import TrainRun, image_stage, train_on_table
 from common.stage import run_test as run_stage_test
 from common.stage_data import (
@@ -52,7 +53,8 @@ def predict_boxes(
     coords = np.zeros((len(paths), cfg.MODEL.NUM_JOINTS, 2), dtype=np.float64)
     model.eval()
     with torch.no_grad():
-        for inputs, meta in tqdm(make_loader(dataset, cfg, train=False), desc=desc, leave=False):
+        batches = make_loader(dataset, cfg, train=False)
+        for inputs, meta in progress(batches, desc, len(dataset), "images", batch_size):
             pred, _ = predict_keypoints(
                 model, inputs.to(device), meta["center"].numpy(), meta["scale"].numpy(),
                 cfg, flip_pairs,
@@ -126,11 +128,11 @@ def load_test_boxes(
     is refused: its box would be in other pixels."""
     source = cfg.TEST.BOX_SOURCE
     if source not in BOX_SOURCES:
-        raise ValueError(f"TEST.BOX_SOURCE must be one of {list(BOX_SOURCES)}, got {source!r}")
+        raise ConfigError(f"TEST.BOX_SOURCE must be one of {list(BOX_SOURCES)}, got {source!r}")
     if source == "truth":
         truth = load_truth_table(cfg)
         if truth is None:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"TEST.BOX_SOURCE truth: no {dataset_root(cfg) / cfg.DATASET.TRUTH_CSV}; use "
                 "TEST.BOX_SOURCE file (stage one's boxes) on a set without ground truth"
             )
@@ -140,7 +142,7 @@ def load_test_boxes(
         return keypoint_extent_boxes(keypoints)
     box_file = dataset_root(cfg) / cfg.DATASET.BOX_FILE
     if not box_file.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no box file {box_file}: run stage one first (python tools/test.py --cfg "
             "experiments/bbox/<config>.yaml --output_path DIR) and copy DIR/test_annotation.pkl "
             f"to {box_file}, or run tools/pipeline.py, or set TEST.BOX_SOURCE truth"

@@ -17,6 +17,7 @@ from benchmarks.probes import MemoryProbe, forward_gflop, matmul_peak_gflops
 from benchmarks.rows import SIZES, SizeBench
 from benchmarks.tables import print_table
 from common.distributed import default_device
+from common.errors import UserError
 from common.io import atomic_write_text
 from common.synthetic.motion import generate_motion_dataset
 
@@ -27,7 +28,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
     if unknown or not sizes:
-        raise ValueError(f"--sizes must name some of {sorted(SIZES)}, got {args.sizes!r}")
+        raise UserError(f"--sizes must name some of {sorted(SIZES)}, got {args.sizes!r}")
     width, height = (int(v) for v in args.image_size.lower().split("x"))
     device = default_device()
     default_backends = "fused" if device.type == "cuda" else "fused,onnxruntime"

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.errors import UserError
+from common.errors import MissingFileError, UserError
 from common.io import atomic_path
 
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -64,7 +64,7 @@ def load_safely(path: str | Path) -> Any:
     plain containers and numeric numpy values only) and errors that name the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise MissingFileError(f"checkpoint not found: {path}; check the path or train first")
     try:
         with torch.serialization.safe_globals(_numpy_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)

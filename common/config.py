@@ -17,6 +17,8 @@ from pathlib import Path
 
 from yacs.config import CfgNode as CN
 
+from common.config_check import merge_file, merge_opts, warn_compat_keys
+
 _C = CN()
 
 # Which stage a config drives: 'keypoint' (stage two), 'bbox' (stage one) or 'gesture'.
@@ -145,7 +147,7 @@ _C.TEST.ONNX_FILE = ""
 # DATASET.REDUCED_DECODE. Off by default, so the two-step way and tools/pipeline.py (which
 # decodes each image once, whole, for both stages) give the same boxes.
 _C.TEST.REDUCED_DECODE = False
-# Official COCO keys, accepted and unused.
+# Official COCO keys (COMPAT_KEYS).
 _C.TEST.IMAGE_THRE = 0.1
 _C.TEST.NMS_THRE = 0.6
 _C.TEST.SOFT_NMS = False
@@ -250,29 +252,65 @@ _C.GESTURE.REFINER.PAIRS = [
 ]
 
 
+# Keys kept only so that the official HRNet and the competition's YAMLs load: nothing reads
+# them. Each maps to what to do instead; setting one to another value than its default logs a
+# warning (common/config_check.py).
+_UNUSED_COCO = "boxes come from DATASET.BOX_FILE or TEST.USE_GT_BBOX (a COCO-only key)"
+_DEBUG_IMAGES = "use DEBUG.NUM_SAMPLE_IMAGES (prediction pictures drawn each epoch)"
+COMPAT_KEYS: dict[str, str] = {
+    "DATA_DIR": "use DATASET.ROOT",
+    "GPUS": "use torchrun --nproc_per_node N (one process per GPU, common/distributed.py)",
+    "PRINT_FREQ": "training logs one line per epoch",
+    "RANK": "torchrun sets the RANK environment variable",
+    "LAMB": "nothing reads it (nor did the competition's code)",
+    "test_option": "use the --test_option option of tools/train.py",
+    "MODEL.TAG_PER_JOINT": "heatmap regression has no associative tags",
+    "MODEL.TARGET_TYPE": "targets are always Gaussian heatmaps (MODEL.SIGMA)",
+    "LOSS.USE_OHKM": "the loss is the joints MSE (LOSS.USE_TARGET_WEIGHT)",
+    "LOSS.TOPK": "the loss is the joints MSE (LOSS.USE_TARGET_WEIGHT)",
+    "LOSS.USE_DIFFERENT_JOINTS_WEIGHT": "every joint weighs the same",
+    "DATASET.TRAIN_SET": "use DATASET.TRAIN_CSV and DATASET.TRAIN_IMAGE_DIR",
+    "DATASET.TEST_SET": "use DATASET.TEST_CSV and DATASET.TEST_IMAGE_DIR",
+    "DATASET.DATA_FORMAT": "images are read by their content",
+    "DATASET.HYBRID_JOINTS_TYPE": "a COCO-only key",
+    "DATASET.SELECT_DATA": "a COCO-only key",
+    "TRAIN.GAMMA1": "nothing reads it (nor did the competition's code)",
+    "TRAIN.GAMMA2": "nothing reads it (nor did the competition's code)",
+    "TRAIN.RESUME": "use AUTO_RESUME",
+    "TRAIN.CHECKPOINT": "use AUTO_RESUME (it resumes from the run folder's checkpoint.pth)",
+    "TEST.IMAGE_THRE": _UNUSED_COCO,
+    "TEST.NMS_THRE": _UNUSED_COCO,
+    "TEST.SOFT_NMS": _UNUSED_COCO,
+    "TEST.OKS_THRE": _UNUSED_COCO,
+    "TEST.IN_VIS_THRE": _UNUSED_COCO,
+    "TEST.COCO_BBOX_FILE": _UNUSED_COCO,
+    "TEST.BBOX_THRE": _UNUSED_COCO,
+    "DEBUG.DEBUG": _DEBUG_IMAGES,
+    "DEBUG.SAVE_BATCH_IMAGES_GT": _DEBUG_IMAGES,
+    "DEBUG.SAVE_BATCH_IMAGES_PRED": _DEBUG_IMAGES,
+    "DEBUG.SAVE_HEATMAPS_GT": _DEBUG_IMAGES,
+    "DEBUG.SAVE_HEATMAPS_PRED": _DEBUG_IMAGES,
+}
+
+
 def get_defaults() -> CN:
     """A fresh copy of the defaults."""
     return _C.clone()
 
 
 def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = None) -> CN:
-    """Defaults, then the experiment file, then ``KEY VALUE`` overrides; frozen."""
+    """Defaults, then the experiment file, then ``KEY VALUE`` overrides; frozen.
+
+    An unknown key, a wrong type or a YAML syntax error is a ``ConfigError`` naming the key,
+    the file (or the command line) and the closest valid key; a compatibility key set to
+    another value than its default logs a warning with what to use instead.
+    """
     cfg = get_defaults()
     if cfg_file:
-        path = Path(cfg_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            cfg.merge_from_file(str(path))
-        except (AssertionError, KeyError) as exc:
-            raise KeyError(f"{path}: {exc}; see common/config.py for the keys") from None
+        merge_file(cfg, Path(cfg_file), _C)
     if opts:
-        if len(opts) % 2:
-            raise ValueError(f"overrides must be KEY VALUE pairs, got an odd list: {opts}")
-        try:
-            cfg.merge_from_list(list(opts))
-        except AssertionError as exc:  # yacs asserts on unknown keys
-            raise KeyError(f"override {exc}; see common/config.py for the keys") from None
+        merge_opts(cfg, list(opts), _C)
+    warn_compat_keys(cfg, _C, COMPAT_KEYS)
     cfg.freeze()
     return cfg
 

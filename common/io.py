@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.errors import UserError
+
 MAX_IMAGE_PIXELS = 100_000_000  # DATASET.MAX_IMAGE_PIXELS: far above 8000x6000 (48 MP)
 _max_image_pixels = MAX_IMAGE_PIXELS  # the limit in force: DATASET.MAX_IMAGE_PIXELS of the run
 
@@ -34,7 +36,7 @@ _previous_handlers: dict[int, object] = {}
 _lock = threading.Lock()
 
 
-class AtomicWriteError(OSError):
+class AtomicWriteError(UserError, OSError):
     """A file could not be written (disk full, no permission); the previous one is untouched."""
 
 
@@ -156,7 +158,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-class ImageReadError(RuntimeError):
+class ImageReadError(UserError, RuntimeError):
     """An image file is missing or cannot be decoded."""
 
 

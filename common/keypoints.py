@@ -22,12 +22,14 @@ from typing import Any
 
 import yaml
 
+from common.errors import UserError
+
 SET_DIR = Path(__file__).resolve().parent / "keypoint_sets"
 BUILTIN_SETS = ("motion24", "hand21", "coco17")
 _FIELDS = ("names", "flip_pairs", "skeleton", "upper_body", "sigmas", "joint_weights")
 
 
-class KeypointSetError(ValueError):
+class KeypointSetError(UserError, ValueError):
     """A keypoint-set file is missing, unreadable or inconsistent."""
 
 
@@ -198,4 +200,4 @@ def keypoint_set(num_joints: int) -> dict:
                 "lower_body": kp_set.lower_body,
                 "skeleton": kp_set.skeleton,
             }
-    raise ValueError(f"no keypoint set has {num_joints} joints (motion has 24, hands 21)")
+    raise KeypointSetError(f"no keypoint set has {num_joints} joints (motion has 24, hands 21)")

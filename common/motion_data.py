@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from common.errors import UserError
 from common.io import atomic_path
 from common.keypoints import MOTION_KEYPOINTS, coordinate_columns
 
@@ -30,7 +31,7 @@ _LOG = logging.getLogger(__name__)
 COLLAPSED_SPREAD = 1.0  # px: all of an image's keypoints closer than this means no pose
 
 
-class DataFormatError(ValueError):
+class DataFormatError(UserError, ValueError):
     """A data file or table does not have the expected layout or values."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from yacs.config import CfgNode
 
+from common.errors import UserError
 from common.io import process_alive, remove_stale_temps
 
 LOCK_NAME = ".run.lock"
@@ -21,7 +22,7 @@ RUN_FILES = ("checkpoint.pth", "model_best.pth", "final_state.pth", "train_summa
              "splits.json", "config.yaml")  # fmt: skip
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(UserError, RuntimeError):
     """An output folder is in use by another run, or holds a run this one would overwrite."""
 
 

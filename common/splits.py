@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
+from common.errors import ConfigError
+
 HOLDOUT_RATIO = 0.1  # the reference's --test_option True hold-out
 
 
@@ -17,7 +19,7 @@ def _split(
     units = len(indices) if groups is None else len(np.unique(groups[indices]))
     what = "images" if groups is None else "groups (subjects)"
     if math.ceil(ratio * units) >= units:  # scikit-learn's own rounding of the held-out share
-        raise ValueError(
+        raise ConfigError(
             f"cannot split {units} {what}: a {held_name} share of {ratio} leaves no training "
             f"{what}; add images to the training set or lower the share"
         )
@@ -42,12 +44,12 @@ def make_splits(
     splits keep each group on one side, so frames of one sequence never straddle them.
     """
     if num_samples < 3:
-        raise ValueError(
+        raise ConfigError(
             f"need at least 3 samples to split into training and validation, got {num_samples}: "
             "add images to the training set"
         )
     if not 0.0 < val_ratio < 1.0:
-        raise ValueError(
+        raise ConfigError(
             f"TEST_RATIO (the validation share) must lie strictly between 0 and 1, got "
             f"{val_ratio}; set e.g. TEST_RATIO 0.1"
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from yacs.config import CfgNode
 
+from common.errors import ConfigError, MissingFileError
 from common.io import ImageReadError, check_images, set_max_image_pixels
 from common.keypoints import keypoint_set
 from common.motion_data import (
@@ -55,7 +56,7 @@ class KeypointTable:
 def dataset_root(cfg: CfgNode) -> Path:
     root = Path(cfg.DATASET.ROOT)
     if not root.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"DATASET.ROOT {root} does not exist; make a synthetic set with "
             f"`python tools/make_synthetic.py motion --out {root}` or point DATASET.ROOT at "
             "the competition data"
@@ -148,14 +149,21 @@ def load_training_table(cfg: CfgNode, logger: logging.Logger | None = None) -> K
     csv_path = root / cfg.DATASET.TRAIN_CSV
     frame = read_keypoint_csv(csv_path, names)
     drop = {int(i) for i in cfg.DATASET.DROP_ROWS}
-    if cfg.DATASET.DROP_REFERENCE_ROWS:
-        drop.update(REFERENCE_DROP_ROWS)
     outside = sorted(i for i in drop if not 0 <= i < len(frame))
     if outside:
-        raise ValueError(
-            f"rows to drop {outside[:5]} lie outside {csv_path} "
-            f"({len(frame)} rows); DROP_REFERENCE_ROWS is meant for the real competition file"
+        raise ConfigError(
+            f"DATASET.DROP_ROWS {outside[:5]} lie outside {csv_path} ({len(frame)} rows): "
+            "list positional rows of that file"
         )
+    if cfg.DATASET.DROP_REFERENCE_ROWS:
+        if max(REFERENCE_DROP_ROWS) >= len(frame):
+            raise ConfigError(
+                f"DATASET.DROP_REFERENCE_ROWS drops the competition's {len(REFERENCE_DROP_ROWS)}"
+                f" reference rows (up to row {max(REFERENCE_DROP_ROWS)}), but {csv_path} has "
+                f"{len(frame)} rows, so it is not the competition's file: set "
+                "DATASET.DROP_REFERENCE_ROWS False"
+            )
+        drop.update(REFERENCE_DROP_ROWS)
     rows = [i for i in range(len(frame)) if i not in drop]
     frame = frame.iloc[rows].reset_index(drop=True)
     image_dir = root / cfg.DATASET.TRAIN_IMAGE_DIR

@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 from yacs.config import CfgNode
 
 from common.checkpoint import (
@@ -44,7 +43,11 @@ from common.distributed import (
     world_size,
     wrap_model,
 )
+from common.errors import ConfigError
+from common.progress import batch_size, progress
+from common.progress import quiet as quiet_progress
 from common.seed import epoch_generator, seed_worker
+from common.workers import usable_workers
 
 
 class TrainingDiverged(RuntimeError):
@@ -88,7 +91,7 @@ def make_loader(
         batch_size=cfg.TRAIN.BATCH_SIZE_PER_GPU if train else cfg.TEST.BATCH_SIZE_PER_GPU,
         shuffle=train and cfg.TRAIN.SHUFFLE and sampler is None,
         sampler=sampler,
-        num_workers=cfg.WORKERS,
+        num_workers=usable_workers(cfg.WORKERS),
         worker_init_fn=seed_worker,
         generator=generator,
         pin_memory=cfg.PIN_MEMORY and torch.cuda.is_available(),
@@ -109,7 +112,7 @@ def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
             weight_decay=weight_decay,
             nesterov=cfg.TRAIN.NESTEROV,
         )
-    raise ValueError(f"TRAIN.OPTIMIZER must be 'adam' or 'sgd', got {cfg.TRAIN.OPTIMIZER!r}")
+    raise ConfigError(f"TRAIN.OPTIMIZER must be 'adam' or 'sgd', got {cfg.TRAIN.OPTIMIZER!r}")
 
 
 def build_scheduler(cfg: CfgNode, optimizer: torch.optim.Optimizer):
@@ -153,14 +156,8 @@ def _amp_dtype(name: str) -> torch.dtype:
     """``TRAIN.AMP_DTYPE`` as a torch dtype; only the two autocast types are accepted."""
     dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16}
     if name not in dtypes:
-        raise ValueError(f"TRAIN.AMP_DTYPE must be one of {list(dtypes)}, got {name!r}")
+        raise ConfigError(f"TRAIN.AMP_DTYPE must be one of {list(dtypes)}, got {name!r}")
     return dtypes[name]
-
-
-def _batch_size(batch: Any) -> int:
-    """Samples in a batch: the length of its first tensor."""
-    first = batch[0] if isinstance(batch, (list, tuple)) else batch
-    return int(first.shape[0]) if hasattr(first, "shape") else 0
 
 
 def _metric_is_better(value: float, best: float) -> bool:
@@ -229,8 +226,8 @@ def fit(
         running, count, samples = 0.0, 0, 0
         input_wait = 0.0  # time the steps waited for the loader: its share of the epoch
         epoch_start = fetch_start = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True,
-                   disable=not main)  # fmt: skip
+        bar = progress(loader, f"epoch {epoch} train", unit="batch", summary=False,
+                       disable=not main)  # fmt: skip
         for batch in bar:
             input_wait += time.perf_counter() - fetch_start
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
@@ -246,7 +243,7 @@ def fit(
             scaler.update()
             running += loss.item()
             count += 1
-            samples += _batch_size(batch)
+            samples += batch_size(batch)
             bar.set_postfix(loss=f"{running / count:.5f}")
             fetch_start = time.perf_counter()
         bar.close()
@@ -267,7 +264,8 @@ def fit(
 
         model.eval()
         with torch.no_grad():
-            metrics = stage.validate(unwrap_model(net), epoch)
+            with quiet_progress():  # the epoch's line below says it all
+                metrics = stage.validate(unwrap_model(net), epoch)
         value = float(metrics["metric"])
         is_best = _metric_is_better(value, best_perf)
         if is_best:

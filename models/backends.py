@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
+from common.errors import ConfigError, MissingFileError
 from common.io import atomic_path, replace_durably
 from models.fuse import fuse_conv_bn
 from models.weights import load_state_dict_strict
@@ -210,7 +211,7 @@ def optimized_graph_path(onnx_path: str | Path) -> Path:
 def _check_backend(cfg: CfgNode) -> str:
     backend = str(cfg.TEST.BACKEND)
     if backend not in BACKENDS:
-        raise ValueError(f"TEST.BACKEND must be one of {list(BACKENDS)}, got {backend!r}")
+        raise ConfigError(f"TEST.BACKEND must be one of {list(BACKENDS)}, got {backend!r}")
     return backend
 
 
@@ -218,13 +219,13 @@ def _given_onnx_file(cfg: CfgNode, input_shape: Sequence[int]) -> OnnxRuntimeMod
     """The session of ``TEST.ONNX_FILE``, checked against the config's input size."""
     onnx_path = Path(cfg.TEST.ONNX_FILE)
     if not onnx_path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"TEST.ONNX_FILE {onnx_path} not found: export it with tools/export_onnx.py "
             "or leave TEST.ONNX_FILE empty to export beside the weights"
         )
     runner = OnnxRuntimeModel(onnx_path)
     if runner.input_shape[1:] != [int(v) for v in input_shape[1:]]:
-        raise ValueError(
+        raise ConfigError(
             f"TEST.ONNX_FILE {onnx_path} takes inputs {runner.input_shape} but this config "
             f"feeds {list(input_shape)} (N, C, H, W): re-export it with this config"
         )

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
+from common.errors import ConfigError, MissingFileError
 from models.weights import load_pretrained
 
 BN_MOMENTUM = 0.1
@@ -202,25 +203,25 @@ def _transition(in_widths: Sequence[int], out_widths: Sequence[int]) -> nn.Modul
 def _stage_spec(extra: Mapping[str, Any], name: str) -> dict[str, Any]:
     """Read and check one ``MODEL.EXTRA.STAGEn`` block."""
     if name not in extra:
-        raise ValueError(f"MODEL.EXTRA.{name} is missing (the official HRNet needs STAGE2..4)")
+        raise ConfigError(f"MODEL.EXTRA.{name} is missing (the official HRNet needs STAGE2..4)")
     spec = extra[name]
     branches = int(spec["NUM_BRANCHES"])
     blocks = [int(b) for b in spec["NUM_BLOCKS"]]
     channels = [int(c) for c in spec["NUM_CHANNELS"]]
     if len(blocks) != branches or len(channels) != branches:
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.EXTRA.{name}: NUM_BRANCHES is {branches} but NUM_BLOCKS has {len(blocks)} "
             f"and NUM_CHANNELS {len(channels)} entries")
     block_name = str(spec["BLOCK"])
     if block_name not in BLOCKS:
-        raise ValueError(f"MODEL.EXTRA.{name}.BLOCK is {block_name!r}; expected one of "
+        raise ConfigError(f"MODEL.EXTRA.{name}.BLOCK is {block_name!r}; expected one of "
                          f"{sorted(BLOCKS)}")
     fuse_method = str(spec.get("FUSE_METHOD", "SUM"))
     if fuse_method != "SUM":
-        raise ValueError(f"MODEL.EXTRA.{name}.FUSE_METHOD is {fuse_method!r}; only 'SUM' exists")
+        raise ConfigError(f"MODEL.EXTRA.{name}.FUSE_METHOD is {fuse_method!r}; only 'SUM' exists")
     modules = int(spec["NUM_MODULES"])
     if modules < 1:
-        raise ValueError(f"MODEL.EXTRA.{name}.NUM_MODULES must be >= 1, got {modules}")
+        raise ConfigError(f"MODEL.EXTRA.{name}.NUM_MODULES must be >= 1, got {modules}")
     return {"modules": modules, "block": BLOCKS[block_name], "blocks": blocks,
             "channels": channels}
 
@@ -349,7 +350,7 @@ def build_pose_hrnet(cfg: CfgNode, is_train: bool,
     pretrained = str(cfg.MODEL.PRETRAINED)
     if is_train and cfg.MODEL.INIT_WEIGHTS and pretrained:
         if not Path(pretrained).is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"MODEL.PRETRAINED file not found: {pretrained} (set MODEL.PRETRAINED '' to "
                 "train from the official random init)")
         layers = tuple(extra.get("PRETRAINED_LAYERS", ("*",)))

@@ -157,9 +157,21 @@ def load_pretrained(model: nn.Module, path: str | Path, layers: Iterable[str] = 
     return report
 
 
+def _wrapping_prefix(wrapped: list[str], bare: list[str]) -> str:
+    """The one prefix ``P`` such that ``P.<key>`` in ``wrapped`` accounts for most ``bare`` keys
+    (a model inside a wrapper), or ''."""
+    bare_keys = set(bare)
+    counts: dict[str, int] = {}
+    for key in wrapped:
+        prefix, _, rest = key.partition(".")
+        if rest in bare_keys:
+            counts[prefix] = counts.get(prefix, 0) + 1
+    best = max(counts, key=counts.__getitem__, default="")
+    return best if best and 2 * counts[best] > len(bare_keys) else ""
+
+
 def _mismatch_hints(unexpected: list[str], missing: list[str],
-                    shapes: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
-                    model_keys: Iterable[str]) -> list[str]:
+                    shapes: list[tuple[str, tuple[int, ...], tuple[int, ...]]]) -> list[str]:
     hints = []
     for key, ckpt_shape, model_shape in shapes:
         if key.startswith("final_layer.") and ckpt_shape[0] != model_shape[0]:
@@ -173,12 +185,17 @@ def _mismatch_hints(unexpected: list[str], missing: list[str],
     if any(not key.startswith("final_layer.") or ckpt_shape[1:2] != model_shape[1:2]
            for key, ckpt_shape, model_shape in shapes):
         hints.append("widths differ: check MODEL.EXTRA.STAGE*.NUM_CHANNELS")
-    model_keys = set(model_keys)
-    prefixes = {key.split(".", 1)[0] for key in unexpected
-                if "." in key and key.split(".", 1)[1] in model_keys}
-    if len(prefixes) == 1:
-        hints.append(f"the checkpoint's keys carry the prefix '{prefixes.pop()}.': it holds a "
-                     "wrapped model (e.g. stage one's box model), not a bare HRNet")
+    wrapped_checkpoint = _wrapping_prefix(unexpected, missing)
+    wrapped_model = _wrapping_prefix(missing, unexpected)
+    if wrapped_checkpoint:
+        hints.append(f"the checkpoint's keys carry the prefix '{wrapped_checkpoint}.': it holds "
+                     "a wrapped model (e.g. stage one's box model) and the config builds a bare "
+                     "HRNet (stage two): pass the config it was trained with")
+    elif wrapped_model:
+        hints.append(f"the model's keys carry the prefix '{wrapped_model}.': the config builds "
+                     "a wrapped model (e.g. stage one's box model) and the checkpoint holds a "
+                     "bare HRNet (e.g. stage two's keypoint model): pass the config it was "
+                     "trained with")
     elif any(key.startswith(("stage", "transition")) for key in missing + unexpected):
         hints.append("the structure differs: check MODEL.EXTRA.STAGE*.NUM_MODULES, "
                      "NUM_BRANCHES and NUM_BLOCKS")
@@ -214,7 +231,7 @@ def load_state_dict_strict(model: nn.Module,
         if shapes:
             texts = [_shape_text(*mismatch) for mismatch in shapes]
             parts.append(f"{len(shapes)} shape mismatches: {_first_names(texts)}")
-        hints = _mismatch_hints(unexpected, missing, shapes, model_state)
+        hints = _mismatch_hints(unexpected, missing, shapes)
         message = f"{source} does not fit the model: " + "; ".join(parts)
         if hints:
             message += ". Hint: " + "; ".join(hints)

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 from yacs.config import CfgNode
 
 from common.io import atomic_write_text, read_image
 from common.keypoints import keypoint_set
 from common.metrics import box_iou, mean_pose_prediction, rmse
 from common.motion_data import check_predictions, write_keypoint_csv
+from common.progress import progress
 from common.stage_data import (
     keypoint_extent_boxes,
     load_training_table,
@@ -61,7 +61,8 @@ def run_chain(
     sizes = np.zeros((len(names), 2), dtype=np.int64)
     coords = np.zeros((len(names), joints, 2))
     coords_gt_boxes = np.zeros_like(coords) if compare_gt_boxes and truth is not None else None
-    for start in tqdm(range(0, len(names), CHUNK), desc="chain", unit="chunk"):
+    chunks = range(0, len(names), CHUNK)
+    for start in progress(chunks, "chain", len(names), "images", lambda s: len(paths[s:][:CHUNK])):
         part = slice(start, start + CHUNK)
         images = [read_image(p) for p in paths[part]]
         sizes[part] = [(im.shape[1], im.shape[0]) for im in images]

@@ -3,12 +3,17 @@ and the test-time output."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import pty
 import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pandas as pd
@@ -97,14 +102,23 @@ def test_killed_run_resumes_to_the_same_weights_and_best_model(tiny_motion, tmp_
     # The same thread count as this process: CPU float sums depend on it, and both halves of the
     # killed run must compute exactly what the uninterrupted one did.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=env)  # fmt: skip
+    # On a terminal (a pseudo-terminal here) the tools draw progress bars; in a pipe they
+    # would not, and the bar is how this test sees a batch of epoch 1 done.
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a bar's width
+    process = subprocess.Popen(command, cwd=ROOT, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
     # Kill it during epoch 1, after its first batch: epoch 0's checkpoint is on disk by then.
-    # (Text mode reads tqdm's carriage-return updates as lines.)
+    # (Universal newlines read tqdm's carriage-return updates as lines.)
     in_epoch_one = re.compile(r"epoch 1 train:.*\| [1-9]\d*/")
-    for line in process.stdout:
-        if in_epoch_one.search(line):
-            break
+    seen = False
+    with open(leader, encoding="utf-8", errors="replace", newline=None) as terminal:
+        with contextlib.suppress(OSError):  # EIO: the terminal closed (the run ended)
+            for line in terminal:
+                seen = bool(in_epoch_one.search(line))
+                if seen:
+                    break
+    assert seen, "no progress bar of epoch 1 on the terminal"
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL

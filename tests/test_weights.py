@@ -199,3 +199,19 @@ def test_strict_recognises_a_wrapped_model() -> None:
     state = {f"0.{k}": v for k, v in tiny().state_dict().items()}
     with pytest.raises(CheckpointMismatchError, match="prefix '0.'"):
         load_state_dict_strict(tiny(), state)
+
+
+def test_strict_says_which_side_is_wrapped() -> None:
+    """A box checkpoint into a bare HRNet, and a bare (keypoint) checkpoint into a box model
+    (``0.<key>`` plus a head): each hint names the side that is wrapped."""
+    bare = tiny()
+    wrapped = torch.nn.Sequential(tiny(), torch.nn.Linear(2, 4))
+    with pytest.raises(CheckpointMismatchError) as error:
+        load_state_dict_strict(bare, wrapped.state_dict())
+    assert "the checkpoint's keys carry the prefix '0.': it holds a wrapped model" in str(
+        error.value)
+    with pytest.raises(CheckpointMismatchError) as error:
+        load_state_dict_strict(wrapped, bare.state_dict())
+    message = str(error.value)
+    assert "the model's keys carry the prefix '0.'" in message
+    assert "the checkpoint holds a bare HRNet" in message and "it holds a wrapped" not in message

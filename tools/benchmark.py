@@ -47,6 +47,7 @@ import _bootstrap  # noqa: F401
 
 from benchmarks.rows import SIZES
 from benchmarks.run import run_benchmark
+from common.cli import run_tool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -76,4 +77,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -14,8 +14,11 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
+from common.charts import plot_training_curves
+from common.cli import USER_ERROR_STATUS, run_tool
 from common.config import load_config
-from common.run_dir import output_dir_for
+from common.errors import UserError
+from common.run_dir import config_name, output_dir_for
 
 ROOT = Path(__file__).resolve().parents[1]
 BBOX_CFG = "experiments/bbox/tiny_cpu_bbox.yaml"
@@ -27,7 +30,11 @@ def run(step: str, *args: str) -> None:
     command = [sys.executable, *args]
     print(f"\n=== {step}\n$ {' '.join(command[1:])}", flush=True)
     started = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, check=True)
+    code = subprocess.run(command, cwd=ROOT).returncode
+    if code == USER_ERROR_STATUS:
+        raise UserError(f"{step} stopped ({args[0]} said why above); fix that and run again")
+    if code:
+        sys.exit(code)
     print(f"--- {step}: {time.perf_counter() - started:.0f} s", flush=True)
 
 
@@ -74,11 +81,28 @@ def main(argv: list[str] | None = None) -> None:
         "--images", str(data / "images" / "test_imgs"), "--truth", str(data / "test_df.csv"),
         "--boxes", str(bbox_out / "test_annotation.pkl"), "--out", str(pictures),
         "--limit", "24")  # fmt: skip
+    run("per-keypoint errors", "tools/score.py", "--pred", str(keypoint_out / "result.csv"),
+        "--truth", str(data / "test_df.csv"), "--plot", str(pictures / "keypoint_errors.png"))
+    tensorboard = out / "tensorboard"
+    curves = plot_training_curves({
+        "stage one (boxes)": (latest_events(tensorboard, BBOX_CFG), "valid/corner_error"),
+        "stage two (keypoints)": (latest_events(tensorboard, KEYPOINT_CFG), "valid/rmse"),
+    }, tensorboard / "training_curves.png")  # fmt: skip
     print(f"\nDone in {time.perf_counter() - started:.0f} s.")
     print(f"Submission: {keypoint_out / 'result.csv'}")
-    print(f"Pictures: {pictures} (worst images: {pictures / 'worst_contact_sheet.jpg'})")
-    print(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
+    print(f"Pictures: {pictures} (worst images: {pictures / 'worst_contact_sheet.jpg'}, "
+          f"per-keypoint errors: {pictures / 'keypoint_errors.png'})")
+    print(f"Training curves: {curves}; TensorBoard: tensorboard --logdir {tensorboard}")
+
+
+def latest_events(log_dir: Path, cfg_path: str) -> Path:
+    """The newest TensorBoard folder of a config (``<config name>_<time>``, see run_dir)."""
+    folders = sorted(Path(ROOT / log_dir).glob(f"*/*/{config_name(cfg_path)}_*"),
+                     key=lambda folder: folder.stat().st_mtime)  # fmt: skip
+    if not folders:
+        raise UserError(f"no TensorBoard logs of {cfg_path} under {log_dir}: train it first")
+    return folders[-1]
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

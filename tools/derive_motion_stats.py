@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import _bootstrap  # noqa: F401
 import numpy as np
 from sklearn.cluster import KMeans
 
+from common.cli import run_tool
 from common.io import atomic_write_text
 from common.keypoints import MOTION_KEYPOINTS
 from common.motion_data import (
@@ -187,4 +187,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

@@ -16,6 +16,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import torch
 
+from common.cli import run_tool
 from common.config import load_config
 from models.backends import export_onnx, input_shape_for, onnx_max_difference
 from models.weights import load_state_dict_strict
@@ -59,4 +60,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

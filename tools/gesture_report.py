@@ -44,6 +44,7 @@ from types import ModuleType
 
 import _bootstrap  # noqa: F401
 
+from common.cli import run_tool
 from common.config import load_config
 from common.gesture.hand_keypoints import TRAIN_LIST_NAME
 from common.gesture.refiner_folds import fit_and_score_refiner
@@ -274,4 +275,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
+from common.cli import run_tool
 from common.config import load_config
 from common.distributed import default_device
+from common.errors import MissingFileError
 from common.run_dir import create_logger, lock_run_folder
 from common.seed import seed_everything
 from stages.chain import run_chain
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     seed_everything(keypoint_cfg.RANDOMSEED, keypoint_cfg)
     for folder in (args.bbox_output, args.keypoint_output):
         if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} does not exist: train that stage first")
+            raise MissingFileError(f"{folder} does not exist: train that stage first")
     logger, _, _ = create_logger(keypoint_cfg, args.keypoint_cfg, "pipeline",
                                  output_dir=args.keypoint_output)  # fmt: skip
     device = default_device()
@@ -61,4 +63,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

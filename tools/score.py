@@ -2,7 +2,8 @@
 
 Keypoints (motion, or any keypoint set of common/keypoints.py):
     python tools/score.py --pred result.csv --truth data/synthetic/motion/test_df.csv
-prints per-keypoint RMSE, the 10 worst images, and last ``rmse: <value>``.
+prints per-keypoint RMSE, the 10 worst images, and last ``rmse: <value>``; ``--plot FILE.png``
+also draws the per-keypoint RMSE as a bar chart.
 
 Gestures (the truth has ``Image_Path`` and ``pose_id``, the prediction ``Image_Path`` then
 ``Label_<pose_id>`` probabilities):
@@ -24,6 +25,7 @@ import _bootstrap  # noqa: F401
 import numpy as np
 import pandas as pd
 
+from common.cli import run_tool
 from common.keypoints import keypoint_set
 from common.metrics import (
     multiclass_logloss,
@@ -238,12 +240,26 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="test_df.csv (keypoints) or test_answer.csv (gestures)",
     )
+    parser.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help="also draw the per-keypoint RMSE as a bar chart (keypoints only)")
     args = parser.parse_args(argv)
     try:
         if is_gesture_truth(args.truth):
+            if args.plot:
+                raise DataFormatError(f"--plot draws per-keypoint errors; {args.truth} is a "
+                                      "gesture answer sheet: leave --plot out")  # fmt: skip
             _print_gesture(score_gesture(args.pred, args.truth))
         else:
-            _print_keypoints(score_keypoints(args.pred, args.truth))
+            result = score_keypoints(args.pred, args.truth)
+            _print_keypoints(result)
+            if args.plot:
+                from common.charts import plot_keypoint_errors  # matplotlib only when asked
+
+                plot_keypoint_errors(result["per_keypoint"], args.plot,
+                                     f"{args.pred.name} against {args.truth.name}: "
+                                     f"{result['images']} images",
+                                     overall=result["rmse"])  # fmt: skip
+                print(f"chart: {args.plot}")
     except DataFormatError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -251,4 +267,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

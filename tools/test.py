@@ -12,8 +12,10 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
+from common.cli import run_tool
 from common.config import load_config
 from common.distributed import default_device
+from common.errors import MissingFileError
 from common.run_dir import create_logger, lock_run_folder
 from common.seed import seed_everything
 from common.stage import run_test
@@ -34,11 +36,13 @@ def main(argv: list[str] | None = None) -> Path:
     seed_everything(cfg.RANDOMSEED, cfg)
     output_dir = Path(args.output_path)
     if not output_dir.is_dir():
-        raise FileNotFoundError(f"--output_path {output_dir} does not exist: train first")
+        raise MissingFileError(
+            f"--output_path {output_dir} does not exist: train first, or check the path"
+        )
     logger, _, _ = create_logger(cfg, args.cfg, "test", output_dir=output_dir)
     with lock_run_folder(output_dir, logger):
         return run_test(stage_for(cfg.TASK), cfg, output_dir, logger, default_device())
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

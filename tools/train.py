@@ -13,6 +13,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
+from common.cli import run_tool
 from common.config import load_config, str2bool
 from common.distributed import barrier, init_distributed, is_main_process, world_size
 from common.io import atomic_write_text
@@ -59,4 +60,4 @@ def _train(args: argparse.Namespace, cfg, logger: logging.Logger, output_dir: Pa
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

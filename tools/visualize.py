@@ -12,17 +12,21 @@ import _bootstrap  # noqa: F401
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from common.box_files import read_box_annotations
+from common.cli import run_tool
+from common.errors import MissingFileError
 from common.io import atomic_path, read_image
 from common.keypoints import keypoint_set
 from common.metrics import per_image_rmse
 from common.motion_data import keypoints_array, read_keypoint_csv
-from common.visualize import contact_sheet, side_by_side
+from common.progress import progress
+from common.visualize import contact_sheet, side_by_side, title_strip
 
 
 def _names_for(csv_path: Path) -> tuple[str, ...]:
+    if not csv_path.is_file():
+        raise MissingFileError(f"prediction CSV not found: {csv_path}; check --pred")
     columns = pd.read_csv(csv_path, nrows=0).columns
     return keypoint_set((len(columns) - 1) // 2)["names"]
 
@@ -67,19 +71,21 @@ def draw_results(
     out_dir.mkdir(parents=True, exist_ok=True)
     file_names = picture_names(chosen)
     pictures: dict[str, np.ndarray] = {}
-    for name in tqdm(chosen, desc="drawing", leave=False):
+    titles = {n: f"{n}  RMSE {errors[n]:.1f} px" if n in errors else n for n in chosen}
+    for name in progress(chosen, "drawing", unit="pictures"):
         image = read_image(image_dir / name)
         box = np.asarray(boxes[name]["bbox"]) if name in boxes else None
-        title = f"{name}  rmse {errors[name]:.1f}px" if name in errors else name
-        picture = side_by_side(
-            image, pred[name], None if truth is None else truth.get(name), box, title
+        pictures[name] = side_by_side(
+            image, pred[name], None if truth is None else truth.get(name), box
         )
-        pictures[name] = picture
-        _write_jpg(out_dir / file_names[name], picture)
+        titled = np.concatenate([title_strip(pictures[name].shape[1], titles[name]),
+                                 pictures[name]])  # fmt: skip
+        _write_jpg(out_dir / file_names[name], titled)
     sheet_names = chosen[:worst]
     sheet = out_dir / "worst_contact_sheet.jpg"
     if sheet_names:
-        _write_jpg(sheet, contact_sheet([pictures[n] for n in sheet_names], columns=4))
+        _write_jpg(sheet, contact_sheet([pictures[n] for n in sheet_names], columns=4,
+                                        titles=[titles[n] for n in sheet_names]))  # fmt: skip
     return {
         "out_dir": str(out_dir),
         "contact_sheet": str(sheet),
@@ -118,4 +124,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.errors import UserError
+
 POINTS_PER_HAND = 21
 VALID_POINT_COUNTS = (POINTS_PER_HAND, 2 * POINTS_PER_HAND)
 POSE_COLUMNS = ("pose_id", "pose_name", "view_type", "gesture_type", "hand_type")
@@ -31,7 +33,7 @@ HAND_TYPES = ("left", "right", "both")
 _FRAME_NAME = re.compile(r"^(\d+)\.png$")
 
 
-class GestureDataError(ValueError):
+class GestureDataError(UserError, ValueError):
     """A gesture file or folder does not have the competition's format."""
 
 

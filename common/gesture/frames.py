@@ -18,6 +18,7 @@ from common.gesture.crops import CropMargins, build_transform, crop_image, to_mo
 from common.gesture.data import GestureClip
 from common.io import read_image
 from common.seed import epoch_generator, seed_worker
+from common.workers import usable_workers
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def frame_loader(dataset: Dataset, cfg: CfgNode, shuffle: bool, epoch: int) -> D
         dataset,
         batch_size=cfg.GESTURE.BATCH_SIZE,
         shuffle=shuffle,
-        num_workers=cfg.WORKERS,
+        num_workers=usable_workers(cfg.WORKERS),
         worker_init_fn=seed_worker,
         pin_memory=torch.cuda.is_available(),
         generator=epoch_generator(cfg.RANDOMSEED, epoch),

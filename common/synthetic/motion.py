@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.errors import UserError
 from common.keypoints import MOTION_KEYPOINTS
 from common.motion_data import MotionName, write_keypoint_csv
 from common.synthetic.motion_drawing import (
@@ -182,9 +183,9 @@ def generate_motion_dataset(
     complete CSV means its images are all there.
     """
     if n_train < 0 or n_test < 0:
-        raise ValueError(f"image counts must be >= 0, got train {n_train}, test {n_test}")
+        raise UserError(f"image counts must be >= 0, got train {n_train}, test {n_test}")
     if width < 32 or height < 32:
-        raise ValueError(f"images must be at least 32x32, got {width}x{height}")
+        raise UserError(f"images must be at least 32x32, got {width}x{height}")
     out_dir = Path(out_dir)
     stats = stats or load_motion_stats()
     size = (int(width), int(height))

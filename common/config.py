@@ -136,7 +136,7 @@ _C.TEST.BATCH_SIZE_PER_GPU = 32
 _C.TEST.FLIP_TEST = False
 _C.TEST.POST_PROCESS = False
 _C.TEST.SHIFT_HEATMAP = False
-_C.TEST.USE_GT_BBOX = False  # the official key; the boxes come from TEST.BOX_SOURCE
+_C.TEST.USE_GT_BBOX = True  # the official key (COMPAT_KEYS); the boxes come from TEST.BOX_SOURCE
 _C.TEST.BOX_SOURCE = "file"  # file: DATASET.BOX_FILE (stage one's) | truth: TRUTH_CSV extents
 _C.TEST.MODEL_FILE = ""
 # Inference backend: 'torch' (plain), 'fused' (BN folded into convs, channels-last) or
@@ -278,6 +278,8 @@ COMPAT_KEYS: dict[str, str] = {
     "TRAIN.GAMMA2": "nothing reads it (nor did the competition's code)",
     "TRAIN.RESUME": "use AUTO_RESUME",
     "TRAIN.CHECKPOINT": "use AUTO_RESUME (it resumes from the run folder's checkpoint.pth)",
+    "TEST.USE_GT_BBOX": "the boxes come from TEST.BOX_SOURCE: file (DATASET.BOX_FILE, stage "
+    "one's boxes, which the competition's USE_GT_BBOX true read) or truth (TRUTH_CSV extents)",
     "TEST.IMAGE_THRE": _UNUSED_COCO,
     "TEST.NMS_THRE": _UNUSED_COCO,
     "TEST.SOFT_NMS": _UNUSED_COCO,

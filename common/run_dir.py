@@ -18,8 +18,10 @@ from common.io import process_alive, remove_stale_temps
 
 LOCK_NAME = ".run.lock"
 # What a training run writes into its folder; a new run must not mix its files with these.
-RUN_FILES = ("checkpoint.pth", "model_best.pth", "final_state.pth", "train_summary.json",
-             "splits.json", "config.yaml")  # fmt: skip
+# A run that stopped before its first epoch (a data error) left only config.yaml and
+# splits.json, which the next run rewrites: those alone do not make a run to protect.
+RUN_RESULTS = ("checkpoint.pth", "model_best.pth", "final_state.pth", "train_summary.json")
+RUN_FILES = (*RUN_RESULTS, "splits.json", "config.yaml")
 
 
 class RunFolderError(UserError, RuntimeError):
@@ -127,7 +129,7 @@ def prepare_run_folder(
     """
     folder = Path(folder)
     found = [name for name in RUN_FILES if (folder / name).exists()]
-    if not found:
+    if not any(name in RUN_RESULTS for name in found):
         return False
     if overwrite:
         for name in found:

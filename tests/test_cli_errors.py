@@ -8,15 +8,17 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 from common import stage_data
+from common.box_files import write_box_annotations
 from common.config import load_config
-from common.motion_data import write_box_annotations
 from common.synthetic.motion import generate_motion_dataset
+from stages import stage_for
 from tests.conftest import ROOT
 
 KP_CFG = ROOT / "experiments/keypoint/tiny_cpu_keypoint.yaml"
@@ -71,7 +73,7 @@ def work(tmp_path_factory) -> Path:
         else:
             write_box_annotations(box_file, records[:1] + records[2:])
 
-    state = stage_data.stage_engine("keypoint").build_model(cfg, is_train=False).state_dict()
+    state = stage_for("keypoint").build_model(cfg, is_train=False).state_dict()
     (root / "keypoint_model").mkdir()
     torch.save(state, root / "keypoint_model/model_best.pth")
     state.pop("final_layer.bias")
@@ -82,7 +84,9 @@ def work(tmp_path_factory) -> Path:
 
 
 def opts(work: Path, data: str = "data") -> list[str]:
-    return ["OUTPUT_DIR", work / "out", "LOG_DIR", work / "tb", "DATASET.ROOT", work / data]
+    """Overrides for one run: its own output folder, since a run folder is locked while used."""
+    out = Path(tempfile.mkdtemp(dir=work, prefix="out_"))
+    return ["OUTPUT_DIR", out, "LOG_DIR", out / "tb", "DATASET.ROOT", work / data]
 
 
 @pytest.mark.parametrize("tool, args", [
@@ -96,7 +100,7 @@ def test_a_wrong_cfg_path_is_named(tool, args):
 
 def test_an_output_path_without_model_best_is_named(work):
     result = run_tool("test", "--cfg", KP_CFG, "--output_path", work / "no_model",
-                      *opts(work), "TEST.USE_GT_BBOX", "True")  # fmt: skip
+                      *opts(work), "TEST.BOX_SOURCE", "truth")  # fmt: skip
     assert_user_error(result, str(work / "no_model/model_best.pth"), "train first")
 
 
@@ -109,12 +113,12 @@ def test_a_missing_box_file_is_named(work):
     result = run_tool("test", "--cfg", KP_CFG, "--output_path", work / "keypoint_model",
                       *opts(work))  # fmt: skip
     assert_user_error(result, str(work / "data/annotations/test_annotation.pkl"),
-                      "TEST.USE_GT_BBOX True")  # fmt: skip
+                      "TEST.BOX_SOURCE truth")  # fmt: skip
 
 
 def test_a_checkpoint_missing_one_key_names_it(work):
     result = run_tool("test", "--cfg", KP_CFG, "--output_path", work / "one_key_short",
-                      *opts(work), "TEST.USE_GT_BBOX", "True")  # fmt: skip
+                      *opts(work), "TEST.BOX_SOURCE", "truth")  # fmt: skip
     assert_user_error(result, "model_best.pth does not fit the model", "final_layer.bias")
 
 

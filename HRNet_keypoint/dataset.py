@@ -21,6 +21,7 @@ from yacs.config import CfgNode
 
 from common.io import image_size, read_image, read_image_at_least
 from common.stage_data import keypoint_extent_boxes
+from HRNet_keypoint.subpixel import udp_affine_transform, udp_generate_target
 from HRNet_keypoint.targets import generate_target
 from HRNet_keypoint.transforms import (
     PIXEL_STD,
@@ -56,13 +57,16 @@ def crop_image(
     rotation: float,
     image_size: Sequence[int],
     to_original: np.ndarray | None = None,
+    udp: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The official crop: (input-sized uint8 image, the 2x3 original->input matrix).
 
     ``to_original`` (2x3) maps ``image``'s pixels to the original's when ``image`` is a reduced
-    decode; the geometry (center, scale, the returned matrix) is in original pixels.
+    decode; the geometry (center, scale, the returned matrix) is in original pixels. ``udp``
+    takes UDP's pixel-centre map instead (MODEL.UDP).
     """
-    matrix = get_affine_transform(center, scale, rotation, image_size)
+    make_matrix = udp_affine_transform if udp else get_affine_transform
+    matrix = make_matrix(center, scale, rotation, image_size)
     warp = matrix
     if to_original is not None:
         warp = matrix @ np.vstack([to_original, [0.0, 0.0, 1.0]])
@@ -98,6 +102,7 @@ class _CropDataset(Dataset):
         self.heatmap_size = [int(v) for v in cfg.MODEL.HEATMAP_SIZE]
         self.aspect_ratio = self.image_size[0] * 1.0 / self.image_size[1]
         self.color_rgb = bool(cfg.DATASET.COLOR_RGB)
+        self.udp = bool(cfg.MODEL.UDP)
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -240,11 +245,12 @@ class KeypointDataset(_CropDataset):
             image, to_original = self._load_reduced(index, image_wh, scale)
         if mirror:  # a mirrored decode of any size maps to the mirrored original
             image = image[:, ::-1]
-        crop, matrix = crop_image(image, center, scale, rotation, self.image_size, to_original)
+        crop, matrix = crop_image(image, center, scale, rotation, self.image_size, to_original,
+                                  self.udp)  # fmt: skip
         visible = joints_vis > 0
         joints_input = joints.copy()
         joints_input[visible] = affine_transform(joints[visible], matrix)
-        target, target_weight = generate_target(
+        target, target_weight = (udp_generate_target if self.udp else generate_target)(
             joints_input, joints_vis, self.image_size, self.heatmap_size, self.sigma
         )
         meta = {
@@ -287,7 +293,7 @@ class BoxDataset(_CropDataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
         image = self._load(index)
         center, scale = self._center_scale(index, self.boxes[index], image.shape[1::-1], "box")
-        crop, _ = crop_image(image, center, scale, 0.0, self.image_size)
+        crop, _ = crop_image(image, center, scale, 0.0, self.image_size, udp=self.udp)
         meta = {
             "index": index,
             "center": torch.from_numpy(center),

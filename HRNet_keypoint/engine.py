@@ -27,6 +27,7 @@ from common.visualize import side_by_side, write_training_samples
 from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
 from HRNet_keypoint.inference import predict_keypoints
 from HRNet_keypoint.loss import JointsMSELoss
+from HRNet_keypoint.tta import predict_boxes_tta
 from models.backends import load_inference_model
 from models.hrnet import build_pose_hrnet
 
@@ -40,7 +41,10 @@ def predict_boxes(
     images: list[np.ndarray] | None = None,
     desc: str = "keypoints",
 ) -> np.ndarray:
-    """Keypoints (N, J, 2) in original pixels for each image's box, by the official path."""
+    """Keypoints (N, J, 2) in original pixels for each image's box, by the official path
+    (test-time scales other than [1.0]: HRNet_keypoint/tta.py)."""
+    if [float(f) for f in cfg.TEST.SCALES] != [1.0]:
+        return predict_boxes_tta([model], cfg, paths, boxes, device, images, desc)
     flip_pairs = keypoint_set(cfg.MODEL.NUM_JOINTS)["flip_pairs"]
     dataset = BoxDataset(cfg, paths, boxes, images=images)
     coords = np.zeros((len(paths), cfg.MODEL.NUM_JOINTS, 2), dtype=np.float64)

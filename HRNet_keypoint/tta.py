@@ -101,16 +101,21 @@ def average_heatmaps(
     factors: Sequence[float],
     cfg: CfgNode,
     flip_pairs: Sequence[Sequence[int]],
+    model_weights: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """The coverage-weighted mean heatmap (N, J, H, W) over models and scale factors, in the
-    frame of the factor-1.0 crops; ``crops`` is (N, S, 3, H, W) as ``MultiScaleBoxDataset``."""
+    """The coverage-weighted mean heatmap (N, J, H, W) over models (weighted by
+    ``model_weights``, equal by default) and scale factors, in the frame of the factor-1.0
+    crops; ``crops`` is (N, S, 3, H, W) as ``MultiScaleBoxDataset``."""
     shift = cfg.TEST.SHIFT_HEATMAP and not cfg.MODEL.UDP
+    model_weights = [1.0] * len(models) if model_weights is None else list(model_weights)
     total, weight = None, None
     for k, factor in enumerate(factors):
-        for model in models:
+        for model, share in zip(models, model_weights, strict=True):
             maps = predict_heatmaps(model, crops[:, k], cfg.TEST.FLIP_TEST, flip_pairs, shift)
             warped, coverage = to_reference_frame(maps.float().cpu().numpy(), centers, scales,
                                                   factor, bool(cfg.MODEL.UDP))  # fmt: skip
+            if share != 1.0:
+                coverage = coverage * np.float32(share)
             total = warped * coverage if total is None else total + warped * coverage
             weight = coverage if weight is None else weight + coverage
     return (total / np.maximum(weight, 1e-6)).astype(np.float32)
@@ -124,6 +129,7 @@ def predict_boxes_tta(
     device: torch.device,
     images: list[np.ndarray] | None = None,
     desc: str = "keypoints",
+    model_weights: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Keypoints (N, J, 2) in original pixels from the heatmaps averaged over ``models`` and
     ``TEST.SCALES``, decoded once as the config says."""
@@ -137,6 +143,6 @@ def predict_boxes_tta(
         for crops, meta in tqdm(make_loader(dataset, cfg, train=False), desc=desc, leave=False):
             centers, scales = meta["center"].numpy(), meta["scale"].numpy()
             heatmaps = average_heatmaps(models, crops.to(device), centers, scales, factors, cfg,
-                                        flip_pairs)  # fmt: skip
+                                        flip_pairs, model_weights)  # fmt: skip
             coords[meta["index"].numpy()] = decode_for_config(heatmaps, centers, scales, cfg)[0]
     return coords

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Callable
 
 import _bootstrap  # noqa: F401
 from tensorboardX import SummaryWriter
@@ -31,11 +32,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cfg", required=True, help="experiment YAML")
     parser.add_argument("--test_option", type=str2bool, default=False,
                         help="True: hold out 10%% as a test split before the validation split")
+    parser.add_argument("--folds", type=int, default=0,
+                        help="K >= 2: train K models on folds grouped by subject, each in "
+                             "<run folder>/fold<k>, and write the out-of-fold RMSE (oof.csv)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.folds == 1 or args.folds < 0 or (args.folds and args.test_option):
+        parser.error("--folds needs K >= 2 and no --test_option True (the folds hold out data)")
+    return args
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(
+    argv: list[str] | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict:
+    """Train; ``on_epoch_end(epoch, metrics)`` is passed to ``common.trainer.fit``."""
     args = parse_args(argv)
     cfg = load_config(args.cfg, args.opts)
     seed_everything(cfg.RANDOMSEED, cfg)
@@ -54,6 +65,11 @@ def main(argv: list[str] | None = None) -> dict:
 
         return train_gesture(cfg, output_dir, logger)
     engine = stage_engine(cfg.TASK)
+    if args.folds:  # issue 13.3: k-fold training (common/kfold.py)
+        from common.kfold import train_folds
+
+        return train_folds(cfg, engine, output_dir, tb_dir, logger, device, args.folds,
+                           on_epoch_end)  # fmt: skip
 
     table = load_training_table(cfg, logger)
     groups = split_groups(table.names) if cfg.DATASET.GROUP_SPLIT else None
@@ -74,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     writer = SummaryWriter(str(tb_dir)) if main_process else None
     try:
-        summary = fit(cfg, stage, output_dir, logger, writer, device)
+        summary = fit(cfg, stage, output_dir, logger, writer, device, on_epoch_end=on_epoch_end)
     finally:
         if writer is not None:
             writer.close()

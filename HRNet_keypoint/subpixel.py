@@ -136,9 +136,10 @@ def udp_generate_target(
     target = np.zeros((num_joints, map_h, map_w), dtype=np.float32)
     weight = joints_vis.astype(np.float32).reshape(num_joints, 1)
     known = np.isfinite(joints).all(axis=1)
-    if (~known & (joints_vis > 0)).any():
-        raise ValueError(f"non-finite coordinates for visible joints "
-                         f"{np.flatnonzero(~known & (joints_vis > 0)).tolist()}")  # fmt: skip
+    bad = ~known & (joints_vis > 0)
+    if bad.any():
+        raise ValueError(f"non-finite coordinates for visible joints {np.flatnonzero(bad).tolist()}"
+                         "; expected finite input pixels")
     mu = np.zeros((num_joints, 2))
     mu[known] = np.clip(joints[known] / stride, -(2.0**40), 2.0**40)
     nearest = np.rint(mu)

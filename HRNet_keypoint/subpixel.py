@@ -90,20 +90,21 @@ def udp_affine_transform(
 ) -> np.ndarray:
     """UDP's crop map (image -> output; output -> image when ``inv``), a 2x3 float64 matrix.
 
-    The box's width ``scale[0] * 200`` maps onto ``output_w - 1`` pixels and its center onto
-    ``((output_w - 1) / 2, (output_h - 1) / 2)``, rotating by ``rot_deg`` about the center: a
-    point at a pixel centre stays at a pixel centre at any output size, and flipping the image
-    (x -> width - 1 - x) flips the output exactly.
+    The box (``scale * 200`` pixels) maps onto ``output_size - 1`` pixels on each axis and its
+    center onto ``((output_w - 1) / 2, (output_h - 1) / 2)``, rotating by ``rot_deg`` about the
+    center: pixel centres stay pixel centres at any output size, so the map to the heatmap is
+    the map to the input followed by the stride ``(input - 1) / (heatmap - 1)``, and flipping
+    the image (x -> width - 1 - x) flips the output exactly.
     """
     center = np.asarray(center, dtype=np.float64).reshape(2)
     scale = np.asarray(scale, dtype=np.float64).reshape(-1)
-    box_w = float(scale[0]) * PIXEL_STD
+    box = np.broadcast_to(scale, (2,)) * PIXEL_STD
     out_w, out_h = float(output_size[0]), float(output_size[1])
-    zoom = (out_w - 1.0) / box_w
+    zoom = np.array([(out_w - 1.0) / box[0], (out_h - 1.0) / box[1]])
     theta = np.deg2rad(rot_deg)
-    cos, sin = np.cos(theta) * zoom, np.sin(theta) * zoom
+    cos, sin = np.cos(theta), np.sin(theta)
     # Rotating the image content by +rot_deg about the center, as the official crop does.
-    linear = np.array([[cos, sin], [-sin, cos]])
+    linear = zoom[:, None] * np.array([[cos, sin], [-sin, cos]])
     offset = np.array([(out_w - 1.0) * 0.5, (out_h - 1.0) * 0.5]) - linear @ center
     matrix = np.hstack([linear, offset[:, None]])
     if inv:

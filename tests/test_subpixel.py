@@ -76,17 +76,31 @@ def test_dark_ignores_a_saddle_and_clips_absurd_steps() -> None:
 def test_udp_affine_maps_pixel_centres_and_matches_the_official_linear_part() -> None:
     center, scale, size = np.array([100.0, 80.0]), np.array([0.6, 0.8]), (48, 64)
     matrix = udp_affine_transform(center, scale, 0, size)
-    corner = center - np.array([60.0, 80.0])  # box half-width 0.6 * 200 / 2
+    corner = center - np.array([60.0, 80.0])  # the box's top-left corner: 0.6 x 0.8 * 200 / 2
     np.testing.assert_allclose(affine_transform(center, matrix), [23.5, 31.5])
-    np.testing.assert_allclose(affine_transform(corner, matrix), [0.0, 31.5 - 80 * 47 / 120],
-                               atol=1e-9)
+    np.testing.assert_allclose(affine_transform(corner, matrix), [0.0, 0.0], atol=1e-9)
     for rotation in (0.0, 17.0, -30.0):
+        # Where the box's aspect is the output's, the official map to size - 1 has the same
+        # linear part (the official one is isotropic).
         official = get_affine_transform(center, scale, rotation, (size[0] - 1, size[1] - 1))
-        udp = udp_affine_transform(center, scale, rotation, size)
+        udp = udp_affine_transform(center, np.array([0.6, 0.6 * 63 / 47]), rotation, size)
         np.testing.assert_allclose(udp[:, :2], official[:, :2], atol=1e-5)
+        udp = udp_affine_transform(center, scale, rotation, size)
         inverse = udp_affine_transform(center, scale, rotation, size, inv=True)
         np.testing.assert_allclose(affine_transform(affine_transform(corner, udp), inverse),
                                    corner, atol=1e-9)  # fmt: skip
+
+
+def test_udp_heatmap_map_is_the_input_map_followed_by_the_stride() -> None:
+    center, scale = np.array([210.0, 150.0]), np.array([1.2, 1.6], dtype=np.float32)
+    points = np.array([[180.0, 120.0], [251.3, 77.7]])
+    image_size, heatmap_size = (96, 128), (24, 32)
+    to_input = affine_transform(points, udp_affine_transform(center, scale, 0, image_size))
+    stride = (np.array(image_size) - 1.0) / (np.array(heatmap_size) - 1.0)
+    direct = affine_transform(points, udp_affine_transform(center, scale, 0, heatmap_size))
+    np.testing.assert_allclose(to_input / stride, direct, atol=1e-9)
+    np.testing.assert_allclose(udp_transform_preds(direct, center, scale, heatmap_size), points,
+                               atol=1e-9)  # fmt: skip
 
 
 def test_udp_flip_is_exact() -> None:

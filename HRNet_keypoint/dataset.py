@@ -22,6 +22,7 @@ from common.image_data import ImageDataset, normalize_crop
 from common.io import image_size
 from common.stage_data import keypoint_extent_boxes
 from HRNet_keypoint.codec import generate_target
+from HRNet_keypoint.subpixel import udp_affine_transform, udp_generate_target
 from HRNet_keypoint.transforms import (
     PIXEL_STD,
     affine_transform,
@@ -40,13 +41,16 @@ def crop_image(
     rotation: float,
     image_size: Sequence[int],
     to_original: np.ndarray | None = None,
+    udp: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The official crop: (input-sized uint8 image, the 2x3 original->input matrix).
 
     ``to_original`` (2x3) maps ``image``'s pixels to the original's when ``image`` is a reduced
-    decode; the geometry (center, scale, the returned matrix) is in original pixels.
+    decode; the geometry (center, scale, the returned matrix) is in original pixels. ``udp``
+    takes UDP's pixel-centre map instead (MODEL.UDP).
     """
-    matrix = get_affine_transform(center, scale, rotation, image_size)
+    make_matrix = udp_affine_transform if udp else get_affine_transform
+    matrix = make_matrix(center, scale, rotation, image_size)
     warp = matrix
     if to_original is not None:
         warp = matrix @ np.vstack([to_original, [0.0, 0.0, 1.0]])
@@ -76,6 +80,7 @@ class _CropDataset(ImageDataset):
         self.heatmap_size = [int(v) for v in cfg.MODEL.HEATMAP_SIZE]
         self.aspect_ratio = self.image_size[0] * 1.0 / self.image_size[1]
         self.color_rgb = bool(cfg.DATASET.COLOR_RGB)
+        self.udp = bool(cfg.MODEL.UDP)
 
     def _load_reduced(self, index: int, image_wh: tuple[int, int],
                         scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
@@ -203,11 +208,12 @@ class KeypointDataset(_CropDataset):
             image, to_original = self._load_reduced(index, image_wh, scale)
         if mirror:  # a mirrored decode of any size maps to the mirrored original
             image = image[:, ::-1]
-        crop, matrix = crop_image(image, center, scale, rotation, self.image_size, to_original)
+        crop, matrix = crop_image(image, center, scale, rotation, self.image_size, to_original,
+                                  self.udp)  # fmt: skip
         visible = joints_vis > 0
         joints_input = joints.copy()
         joints_input[visible] = affine_transform(joints[visible], matrix)
-        target, target_weight = generate_target(
+        target, target_weight = (udp_generate_target if self.udp else generate_target)(
             joints_input, joints_vis, self.image_size, self.heatmap_size, self.sigma
         )
         meta = {
@@ -250,7 +256,7 @@ class BoxDataset(_CropDataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
         image = self.load_image(index)
         center, scale = self._center_scale(index, self.boxes[index], image.shape[1::-1], "box")
-        crop, _ = crop_image(image, center, scale, 0.0, self.image_size)
+        crop, _ = crop_image(image, center, scale, 0.0, self.image_size, udp=self.udp)
         meta = {
             "index": index,
             "center": torch.from_numpy(center),

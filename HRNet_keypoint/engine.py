@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from common.checkpoint import BEST_NAME
 from common.errors import ConfigError, MissingFileError
 from common.io import image_size, read_image
 from common.keypoints import coordinate_columns, keypoint_set
+from common.kfold import train_folds
 from common.metrics import rmse
 from common.motion_data import DataFormatError, check_predictions, write_keypoint_csv
 from common.progress import batch_size, progress
@@ -34,6 +36,7 @@ from common.visualize import side_by_side
 from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
 from HRNet_keypoint.inference import predict_keypoints
 from HRNet_keypoint.loss import JointsMSELoss
+from HRNet_keypoint.tta import predict_boxes_tta
 from models.backends import load_inference_model
 from models.hrnet import build_pose_hrnet
 
@@ -47,7 +50,10 @@ def predict_boxes(
     images: list[np.ndarray] | None = None,
     desc: str = "keypoints",
 ) -> np.ndarray:
-    """Keypoints (N, J, 2) in original pixels for each image's box, by the official path."""
+    """Keypoints (N, J, 2) in original pixels for each image's box, by the official path
+    (test-time scales other than [1.0]: HRNet_keypoint/tta.py)."""
+    if [float(f) for f in cfg.TEST.SCALES] != [1.0]:
+        return predict_boxes_tta([model], cfg, paths, boxes, device, images, desc)
     flip_pairs = keypoint_set(cfg.MODEL.NUM_JOINTS)["flip_pairs"]
     dataset = BoxDataset(cfg, paths, boxes, images=images)
     coords = np.zeros((len(paths), cfg.MODEL.NUM_JOINTS, 2), dtype=np.float64)
@@ -204,6 +210,10 @@ class KeypointStage:
         return build_model(cfg, is_train, logger)
 
     def train(self, cfg: CfgNode, run: TrainRun) -> dict:
+        if run.folds:
+            functions = SimpleNamespace(build_model=build_model, build_stage=build_stage,
+                                        predict_boxes=predict_boxes)  # fmt: skip
+            return train_folds(cfg, functions, run)
         return train_on_table(cfg, run, build_model, build_stage, evaluate)
 
     def read_test_inputs(self, cfg: CfgNode, logger: logging.Logger) -> KeypointTestInputs:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
-from HRNet_keypoint.codec import get_final_preds
+from HRNet_keypoint.subpixel import decode_for_config
 from HRNet_keypoint.transforms import swap_pairs_permutation
 
 
@@ -80,9 +80,9 @@ def predict_keypoints(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Coordinates in original pixels (N, J, 2) and maxvals (N, J, 1) for a batch of crops.
 
-    TEST.FLIP_TEST, TEST.SHIFT_HEATMAP and TEST.POST_PROCESS decide the official options.
+    TEST.FLIP_TEST, TEST.SHIFT_HEATMAP and TEST.POST_PROCESS decide the official options,
+    TEST.DECODE and MODEL.UDP the sub-pixel ones (UDP's flip is exact: no shift).
     """
-    heatmaps = predict_heatmaps(
-        model, images, cfg.TEST.FLIP_TEST, flip_pairs, cfg.TEST.SHIFT_HEATMAP
-    )
-    return get_final_preds(heatmaps, centers, scales, post_process=cfg.TEST.POST_PROCESS)
+    shift = cfg.TEST.SHIFT_HEATMAP and not cfg.MODEL.UDP
+    heatmaps = predict_heatmaps(model, images, cfg.TEST.FLIP_TEST, flip_pairs, shift)
+    return decode_for_config(heatmaps, centers, scales, cfg)

@@ -63,6 +63,9 @@ _C.MODEL.EXTRA = CN(new_allowed=True)
 # Stage one: 'reference' flattens the heatmaps into one Linear layer (the competition head);
 # 'pooled' regresses normalised corners from pooled multi-resolution features.
 _C.MODEL.BBOX_HEAD = "pooled"
+# Stage two, issue 13: unbiased data processing (crop, targets and decoding map pixel centres
+# with (size - 1) scaling; HRNet_keypoint/subpixel.py). Off reproduces the official numerics.
+_C.MODEL.UDP = False
 
 _C.LOSS = CN()
 _C.LOSS.USE_OHKM = False
@@ -138,6 +141,11 @@ _C.TEST.POST_PROCESS = False
 _C.TEST.SHIFT_HEATMAP = False
 _C.TEST.USE_GT_BBOX = True  # the official key (COMPAT_KEYS); the boxes come from TEST.BOX_SOURCE
 _C.TEST.BOX_SOURCE = "file"  # file: DATASET.BOX_FILE (stage one's) | truth: TRUTH_CSV extents
+# Stage two, issue 13: 'quarter' (official: argmax, quarter offset with POST_PROCESS) or 'dark'
+# (gaussian-smoothed log heatmap, one Newton step); SCALES: box scale factors whose heatmaps
+# are averaged in the scale-1.0 frame before decoding (HRNet_keypoint/tta.py).
+_C.TEST.DECODE = "quarter"
+_C.TEST.SCALES = [1.0]
 _C.TEST.MODEL_FILE = ""
 # Inference backend: 'torch' (plain), 'fused' (BN folded into convs, channels-last) or
 # 'onnxruntime' (CPU); ONNX_FILE names an exported model to use instead of exporting anew.

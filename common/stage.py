@@ -45,6 +45,8 @@ class TrainRun:
     device: torch.device
     test_option: bool
     main_process: bool = True
+    folds: int = 0  # K >= 2: k-fold training on subject folds (stage two, common/kfold.py)
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None  # e.g. Ray Tune's report
 
 
 class StageTask(Protocol):
@@ -122,7 +124,8 @@ def train_on_table(
     )
     writer = SummaryWriter(str(run.tb_dir)) if run.main_process else None
     try:
-        summary = fit(cfg, stage, output_dir, logger, writer, run.device)
+        summary = fit(cfg, stage, output_dir, logger, writer, run.device,
+                      on_epoch_end=run.on_epoch_end)
     finally:
         if writer is not None:
             writer.close()

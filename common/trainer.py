@@ -171,10 +171,13 @@ def fit(
     logger: logging.Logger,
     writer=None,
     device: torch.device | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Train from ``TRAIN.BEGIN_EPOCH`` (or the checkpoint, with ``AUTO_RESUME``) to
     ``TRAIN.END_EPOCH``. Writes ``checkpoint.pth`` every epoch, ``model_best.pth`` when the
     validation metric is at least as good as the best so far, and ``final_state.pth`` at the end.
+    ``on_epoch_end(epoch, metrics)`` is called on the main process after each epoch's
+    checkpoint (e.g. to report to a tuner).
     """
     device = device or torch.device("cpu")
     model = stage.model.to(device)
@@ -304,6 +307,8 @@ def fit(
             stage.after_validation(model, epoch, metrics, writer)
         history.append({"epoch": epoch, "train_loss": train_loss, **{
             k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, history[-1])
         barrier()
 
     if not replicas_in_sync(model):

@@ -1,0 +1,129 @@
+"""Ensembles of several stage-two models: of their ``result.csv`` files, or of their heatmaps.
+
+The CSV form averages coordinates (weighted mean, or the per-coordinate median) and, as the
+6th-place solution did, fills an image that one model could not predict (its row missing, or
+NaN/empty cells) from the models that did. The heatmap form runs every model on the same crops
+and averages their heatmaps before one decoding (``HRNet_keypoint/tta.py``); it needs models of
+one input and heatmap size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from common.config import load_config
+from common.errors import ConfigError, MissingFileError
+from common.io import atomic_write_text
+from common.keypoints import keypoint_set
+from common.motion_data import IMAGE_COLUMN, DataFormatError, write_keypoint_csv
+from common.stage_data import test_image_names, test_image_paths
+from HRNet_keypoint.engine import load_model_for_test, load_test_boxes
+from HRNet_keypoint.tta import predict_boxes_tta
+
+SAME_SHAPE_KEYS = ("MODEL.NUM_JOINTS", "MODEL.IMAGE_SIZE", "MODEL.HEATMAP_SIZE", "MODEL.UDP")
+
+
+def read_result(path: str | Path) -> pd.DataFrame:
+    """A result CSV indexed by image, coordinates as floats; empty cells become NaN."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"result file not found: {path}")
+    frame = pd.read_csv(path, dtype={IMAGE_COLUMN: str})
+    if frame.columns[0] != IMAGE_COLUMN:
+        raise DataFormatError(f"{path}: the first column must be '{IMAGE_COLUMN}'")
+    duplicated = frame[IMAGE_COLUMN][frame[IMAGE_COLUMN].duplicated()].tolist()
+    if duplicated:
+        raise DataFormatError(f"{path}: images listed twice, e.g. {duplicated[:3]}")
+    frame = frame.set_index(IMAGE_COLUMN)
+    for column in frame.columns:
+        try:
+            frame[column] = pd.to_numeric(frame[column]).astype(np.float64)
+        except (ValueError, TypeError) as error:
+            raise DataFormatError(f"{path}: column {column!r} is not numeric: {error}") from None
+    return frame
+
+
+def ensemble_results(
+    frames: Sequence[pd.DataFrame],
+    weights: Sequence[float] | None = None,
+    median: bool = False,
+) -> tuple[pd.DataFrame, int]:
+    """The ensemble of result tables (indexed by image) and how many images were filled.
+
+    Rows: every image of any table, in order of first appearance. Each cell is the weighted
+    mean (or, with ``median``, the median) of the models that have a finite value there; an
+    image or cell that no model predicted is an error.
+    """
+    if not frames:
+        raise DataFormatError("no result tables to ensemble")
+    columns = list(frames[0].columns)
+    for number, frame in enumerate(frames[1:], start=2):
+        if sorted(frame.columns) != sorted(columns):
+            raise DataFormatError(f"input {number} has other columns than input 1")
+    if weights is not None and len(weights) != len(frames):
+        raise ConfigError(f"{len(weights)} weights for {len(frames)} inputs; give one per input")
+    if weights is not None and (min(weights) < 0 or sum(weights) <= 0):
+        raise DataFormatError(f"weights must be >= 0 with a positive sum, got {list(weights)}")
+    if weights is not None and median:
+        raise DataFormatError("--median takes no --weights (a median of the models is unweighted)")
+    images = list(dict.fromkeys(name for frame in frames for name in frame.index))
+    stack = np.stack([frame.reindex(images)[columns].to_numpy(np.float64) for frame in frames])
+    present = np.isfinite(stack)
+    if not present.any(axis=0).all():
+        rows = sorted({images[i] for i in np.nonzero(~present.any(axis=0))[0]})
+        raise DataFormatError(
+            f"{len(rows)} images have cells that no model predicted, e.g. {rows[:3]}")
+    filled = int((~present.all(axis=(0, 2)) & present.any(axis=(0, 2))).sum())
+    if median:
+        values = np.nanmedian(stack, axis=0)
+    else:
+        share = np.ones(len(frames)) if weights is None else np.asarray(weights, dtype=np.float64)
+        mass = np.where(present, share[:, None, None], 0.0)
+        values = (np.where(present, stack, 0.0) * mass).sum(axis=0) / mass.sum(axis=0)
+    result = pd.DataFrame(values, index=pd.Index(images, name=IMAGE_COLUMN), columns=columns)
+    return result, filled
+
+
+def write_result(path: str | Path, frame: pd.DataFrame) -> None:
+    """Write an ensemble table (image first, the inputs' columns) atomically."""
+    atomic_write_text(Path(path), frame.reset_index().to_csv(index=False))
+
+
+def ensemble_model_folders(
+    folders: Sequence[Path],
+    opts: Sequence[str],
+    out: Path,
+    logger: logging.Logger,
+    device: torch.device,
+    weights: Sequence[float] | None = None,
+) -> Path:
+    """Heatmap ensemble of trained run folders (each with ``config.yaml`` and
+    ``model_best.pth``) on the test images of the first one's config (with ``opts``)."""
+    configs = []
+    for folder in folders:
+        if not (folder / "config.yaml").is_file():
+            raise MissingFileError(f"{folder}: no config.yaml; pass trained run folders")
+        configs.append(load_config(folder / "config.yaml", list(opts)))
+    for key in SAME_SHAPE_KEYS:
+        section, name = key.split(".")
+        values = [list(v) if isinstance(v := c[section][name], (list, tuple)) else v
+                  for c in configs]  # fmt: skip
+        if any(v != values[0] for v in values):
+            raise ConfigError(f"heatmap ensembles need one {key} for all models, got {values}")
+    if weights is not None and len(weights) != len(folders):
+        raise ConfigError(f"{len(weights)} weights for {len(folders)} inputs; give one per input")
+    cfg = configs[0]
+    names = test_image_names(cfg)
+    paths = test_image_paths(cfg, names)
+    boxes = load_test_boxes(cfg, names, paths, logger)
+    models = [load_model_for_test(c, f, device) for c, f in zip(configs, folders, strict=True)]
+    coords = predict_boxes_tta(models, cfg, paths, boxes, device, model_weights=weights)
+    write_keypoint_csv(out, names, coords, keypoint_set(cfg.MODEL.NUM_JOINTS)["names"])
+    logger.info("heatmap ensemble of %d models: wrote %s", len(models), out)
+    return out

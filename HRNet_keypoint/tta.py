@@ -44,7 +44,7 @@ class MultiScaleBoxDataset(BoxDataset):
         self.factors = [float(f) for f in factors]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
-        image = self._load(index)
+        image = self.load_image(index)
         center, scale = self._center_scale(index, self.boxes[index], image.shape[1::-1], "box")
         crops = [
             normalize_crop(crop_image(image, center, scale * np.float32(factor), 0.0,

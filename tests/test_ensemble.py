@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from common.cli import run_tool
 from common.config import load_config
 from common.io import atomic_write_text
 from common.keypoints import coordinate_columns, keypoint_set
@@ -67,7 +68,7 @@ def test_user_mistakes_end_in_one_line_and_status_two(tmp_path, capsys) -> None:
     ]
     for argv in cases:
         with pytest.raises(SystemExit) as stop:
-            load_tool("ensemble").main(argv)
+            run_tool(lambda argv=argv: load_tool("ensemble").main(argv))
         assert stop.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ")
@@ -89,7 +90,7 @@ def test_heatmap_ensemble_of_run_folders(tiny_motion, tmp_path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     make_run_folder(a, tiny_motion, 0)
     make_run_folder(b, tiny_motion, 1)
-    opts = ["TEST.USE_GT_BBOX", "True"]
+    opts = ["TEST.BOX_SOURCE", "truth"]
     tool = load_tool("ensemble")
     singles = {}
     for folder in (a, b):

@@ -7,6 +7,7 @@ import csv
 import pytest
 import yaml
 
+from common.cli import run_tool
 from common.config import load_config
 from stages.tuning import best_yaml_text, read_space, trial_opts
 from tests.conftest import ROOT, load_tool
@@ -53,9 +54,9 @@ def test_best_yaml_is_the_base_experiment_plus_the_winners(tmp_path) -> None:
 def test_bad_space_ends_in_one_line_and_status_two(tmp_path, capsys) -> None:
     space = tmp_path / "space.yaml"
     space.write_text("TRAIN.LR: {uniform: [1]}")
+    argv = ["--cfg", str(CFG), "--space", str(space), "--samples", "2", "--out", str(tmp_path)]
     with pytest.raises(SystemExit) as stop:
-        load_tool("tune").main(["--cfg", str(CFG), "--space", str(space), "--samples", "2",
-                                "--out", str(tmp_path / "out")])  # fmt: skip
+        run_tool(lambda: load_tool("tune").main(argv))
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")

@@ -12,7 +12,8 @@ from yacs.config import CfgNode
 
 from common.checkpoint import BEST_NAME
 from common.io import read_image
-from common.keypoints import coordinate_columns, keypoint_set
+from common.keypoint_config import config_keypoint_set
+from common.keypoints import coordinate_columns
 from common.metrics import rmse
 from common.motion_data import read_box_annotations, write_keypoint_csv
 from common.stage_data import (
@@ -41,7 +42,7 @@ def predict_boxes(
     desc: str = "keypoints",
 ) -> np.ndarray:
     """Keypoints (N, J, 2) in original pixels for each image's box, by the official path."""
-    flip_pairs = keypoint_set(cfg.MODEL.NUM_JOINTS)["flip_pairs"]
+    flip_pairs = config_keypoint_set(cfg).flip_pairs
     dataset = BoxDataset(cfg, paths, boxes, images=images)
     coords = np.zeros((len(paths), cfg.MODEL.NUM_JOINTS, 2), dtype=np.float64)
     model.eval()
@@ -77,10 +78,10 @@ def build_stage(
 ) -> Stage:
     """Plug stage two into the shared epoch loop; validation is RMSE in original pixels on
     keypoint-extent boxes (as the reference validates)."""
-    kp_set = keypoint_set(cfg.MODEL.NUM_JOINTS)
+    kp_set = config_keypoint_set(cfg)
     train_set = KeypointDataset(
         cfg, train.paths, train.keypoints, True,
-        kp_set["flip_pairs"], kp_set["upper_body"], kp_set["lower_body"],
+        kp_set.flip_pairs, kp_set.upper_body, kp_set.lower_body,
         reduced_decode=cfg.DATASET.REDUCED_DECODE,
     )  # fmt: skip
     criterion = JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT)
@@ -103,7 +104,8 @@ def build_stage(
         count = min(cfg.DEBUG.NUM_SAMPLE_IMAGES, len(val.paths))
         pictures = [
             side_by_side(read_image(val.paths[i]), last_pred["coords"][i], val.keypoints[i],
-                         val_boxes[i], f"epoch {epoch}  {val.names[i]}")  # fmt: skip
+                         val_boxes[i], f"epoch {epoch}  {val.names[i]}",
+                         skeleton=kp_set.skeleton)  # fmt: skip
             for i in range(count)
         ]
         write_training_samples(writer, epoch, pictures)
@@ -167,7 +169,7 @@ def run_test(
     paths = [dataset_root(cfg) / cfg.DATASET.TEST_IMAGE_DIR / n for n in names]
     model = load_model_for_test(cfg, output_dir, device)
     coords = predict_boxes(model, cfg, paths, boxes, device, images=images)
-    kp_names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
+    kp_names = config_keypoint_set(cfg).names
     result = output_dir / "result.csv"
     write_keypoint_csv(result, names, coords, kp_names)
     logger.info(

@@ -13,7 +13,7 @@ import numpy as np
 from yacs.config import CfgNode
 
 from common.io import ImageReadError, check_images
-from common.keypoints import keypoint_set
+from common.keypoint_config import config_keypoint_set
 from common.motion_data import (
     DataFormatError,
     keypoints_array,
@@ -116,7 +116,7 @@ def load_training_table(cfg: CfgNode, logger: logging.Logger | None = None) -> K
     """
     logger = logger or _LOG
     root = dataset_root(cfg)
-    names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
+    names = config_keypoint_set(cfg).names
     csv_path = root / cfg.DATASET.TRAIN_CSV
     frame = read_keypoint_csv(csv_path, names)
     drop = {int(i) for i in cfg.DATASET.DROP_ROWS}
@@ -158,7 +158,7 @@ def load_truth_table(cfg: CfgNode) -> KeypointTable | None:
     path = dataset_root(cfg) / cfg.DATASET.TRUTH_CSV
     if not path.is_file():
         return None
-    names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
+    names = config_keypoint_set(cfg).names
     frame = read_keypoint_csv(path, names)
     image_names = frame["image"].astype(str).tolist()
     image_dir = dataset_root(cfg) / cfg.DATASET.TEST_IMAGE_DIR
@@ -177,7 +177,7 @@ def test_image_names(cfg: CfgNode) -> list[str]:
     """
     root = dataset_root(cfg)
     path = root / cfg.DATASET.TEST_CSV
-    names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
+    names = config_keypoint_set(cfg).names
     image_names = read_keypoint_csv(path, names)["image"].astype(str).tolist()
     _, bad = check_images([root / cfg.DATASET.TEST_IMAGE_DIR / n for n in image_names])
     if bad:

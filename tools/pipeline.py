@@ -23,7 +23,7 @@ from yacs.config import CfgNode
 
 from common.config import load_config
 from common.io import atomic_write_text, read_image
-from common.keypoints import keypoint_set
+from common.keypoint_config import config_keypoint_set
 from common.metrics import box_iou, mean_pose_prediction, rmse
 from common.motion_data import keypoints_array, read_keypoint_csv, write_keypoint_csv
 from common.run_dir import create_logger
@@ -57,7 +57,7 @@ def run_chain(
     keypoint_model = keypoint_engine.load_model_for_test(keypoint_cfg, keypoint_output, device)
     truth = None
     if truth_csv is not None:
-        kp_names = keypoint_set(keypoint_cfg.MODEL.NUM_JOINTS)["names"]
+        kp_names = config_keypoint_set(keypoint_cfg).names
         frame = read_keypoint_csv(truth_csv, kp_names).set_index("image")
         missing = [n for n in names if n not in frame.index]
         if missing:
@@ -87,7 +87,7 @@ def run_chain(
 
     box_file = bbox_engine.write_test_annotation(bbox_output, names, boxes, sizes)
     result = keypoint_output / "result.csv"
-    kp_names = keypoint_set(joints)["names"]
+    kp_names = config_keypoint_set(keypoint_cfg).names
     write_keypoint_csv(result, names, coords, kp_names)
     logger.info("wrote %s and %s", box_file, result)
     summary: dict = {"box_file": str(box_file), "result": str(result), "images": len(names)}

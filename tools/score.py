@@ -24,7 +24,7 @@ import _bootstrap  # noqa: F401
 import numpy as np
 import pandas as pd
 
-from common.keypoints import keypoint_set
+from common.keypoints import names_from_columns
 from common.metrics import (
     multiclass_logloss,
     per_image_rmse,
@@ -79,12 +79,11 @@ def is_gesture_truth(truth_path: str | Path) -> bool:
 def score_keypoints(pred_path: str | Path, truth_path: str | Path) -> dict:
     """RMSE of a keypoint prediction: overall, per keypoint and per image (worst first).
 
-    The keypoint set (24 motion or 21 hand points) follows from the truth's columns.
+    The keypoint names (any keypoint set) follow from the truth's columns.
     """
     truth_path, pred_path = Path(truth_path), Path(pred_path)
-    joints = (len(_header(truth_path)) - 1) // 2
     try:
-        names = keypoint_set(joints)["names"]
+        names = names_from_columns(_header(truth_path))
     except ValueError as error:
         raise DataFormatError(f"{truth_path}: {error}") from error
     truth = read_keypoint_csv(truth_path, names)

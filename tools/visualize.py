@@ -14,7 +14,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from common.io import atomic_path, read_image
-from common.keypoints import keypoint_set
+from common.keypoints import names_from_columns
 from common.metrics import per_image_rmse
 from common.motion_data import keypoints_array, read_box_annotations, read_keypoint_csv
 from common.visualize import contact_sheet, side_by_side
@@ -22,7 +22,7 @@ from common.visualize import contact_sheet, side_by_side
 
 def _names_for(csv_path: Path) -> tuple[str, ...]:
     columns = pd.read_csv(csv_path, nrows=0).columns
-    return keypoint_set((len(columns) - 1) // 2)["names"]
+    return names_from_columns(list(columns))
 
 
 def _write_jpg(path: Path, image: np.ndarray) -> None:

@@ -241,3 +241,34 @@ def keypoint_results(image_ids: Iterable[int], keypoints: np.ndarray, scores: np
         results.append({"image_id": int(image_id), "category_id": category_id,
                         "keypoints": flat.tolist(), "score": float(person[index])})
     return results
+
+
+def read_keypoint_results(path: str | Path, truth: Mapping, joints: int) -> list[dict]:
+    """Read and check a COCO keypoint results file against its (validated) truth: a list of
+    ``{image_id, category_id, keypoints (3 * joints numbers), score}``, every image known."""
+    path = Path(path)
+    if not path.is_file():
+        raise CocoFormatError(f"results file not found: {path}")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise CocoFormatError(f"{path}: cannot read as JSON: {error}") from error
+    if not isinstance(results, list):
+        raise CocoFormatError(f"{path}: expected a list of keypoint results")
+    image_ids = {image["id"] for image in truth["images"]}
+    for index, result in enumerate(results):
+        where = f"result {index}"
+        if not isinstance(result, dict):
+            raise CocoFormatError(f"{path}: {where}: expected an object")
+        if result.get("image_id") not in image_ids:
+            raise _fail(str(path), where, "image_id",
+                        f"no image of the truth has id {result.get('image_id')!r}")
+        values = result.get("keypoints")
+        if (not isinstance(values, list) or len(values) != 3 * joints
+                or not all(_number(value) for value in values)):
+            raise _fail(str(path), where, "keypoints",
+                        f"expected {3 * joints} finite numbers ([x, y, score] per keypoint)")
+        if not _number(result.get("score")):
+            raise _fail(str(path), where, "score", "expected a finite number")
+        result.setdefault("category_id", truth["categories"][0]["id"])
+    return results

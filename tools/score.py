@@ -9,6 +9,12 @@ Gestures (the truth has ``Image_Path`` and ``pose_id``, the prediction ``Image_P
     python tools/score.py --pred submission.csv --truth test_answer.csv
 prints the accuracy and last ``logloss: <value>``.
 
+COCO keypoint results (any keypoint set; sigmas from ``--keypoints`` or the truth's category):
+    python tools/score.py --pred keypoints_test_results.json --truth person_keypoints_test.json
+prints OKS AP/AR (pycocotools), PCK@0.05/0.1 of the box size and the end-point error per
+keypoint, and last ``ap: <value>``. Keypoint CSVs also get PCK and end-point error (boxes: the
+truth's keypoint extents).
+
 Rows are matched by image name, so their order does not matter. A prediction that cannot be
 scored (wrong columns, missing or extra rows, NaN) is refused with exit code 2.
 """
@@ -24,7 +30,8 @@ import _bootstrap  # noqa: F401
 import numpy as np
 import pandas as pd
 
-from common.keypoints import names_from_columns
+from common.coco_eval import AP_NAMES, PCK_THRESHOLDS, pck_and_epe, score_coco_files
+from common.keypoints import KeypointSetError, names_from_columns
 from common.metrics import (
     multiclass_logloss,
     per_image_rmse,
@@ -40,6 +47,7 @@ from common.motion_data import (
     read_keypoint_csv,
     validate_submission,
 )
+from common.stage_data import keypoint_extent_boxes
 
 GESTURE_ID_COLUMN = "Image_Path"
 GESTURE_LABEL_COLUMN = "pose_id"
@@ -95,6 +103,7 @@ def score_keypoints(pred_path: str | Path, truth_path: str | Path) -> dict:
     pred_keypoints = keypoints_array(aligned, names)
     truth_keypoints = keypoints_array(truth, names)
     image_errors = per_image_rmse(pred_keypoints, truth_keypoints)
+    extents = keypoint_extent_boxes(truth_keypoints)
     order = np.argsort(-image_errors, kind="stable")
     images = truth[IMAGE_COLUMN].tolist()
     return {
@@ -105,6 +114,8 @@ def score_keypoints(pred_path: str | Path, truth_path: str | Path) -> dict:
         ),
         "per_image": dict(zip(images, image_errors.tolist(), strict=True)),
         "worst": [(images[i], float(image_errors[i])) for i in order[:WORST_COUNT]],
+        **pck_and_epe(pred_keypoints, truth_keypoints, extents[:, 2:].max(axis=1)),
+        "names": list(names),
     }
 
 
@@ -219,7 +230,29 @@ def _print_keypoints(result: dict) -> None:
     print(f"worst {len(result['worst'])} images (RMSE, pixels):")
     for name, value in result["worst"]:
         print(f"  {name:<40} {value:10.4f}")
+    _print_pck(result)
     print(f"rmse: {result['rmse']:.6f}")
+
+
+def _print_pck(result: dict) -> None:
+    header = "".join(f"  PCK@{t:<6}" for t in PCK_THRESHOLDS)
+    print(f"per-keypoint end-point error (pixels) and PCK of the box size:\n  {'':<16} "
+          f"{'EPE':>10}{header}")
+    for index, name in enumerate(result["names"]):
+        pcks = "".join(f"  {result[f'per_keypoint_pck@{t}'][index]:10.4f}" for t in PCK_THRESHOLDS)
+        print(f"  {name:<16} {result['per_keypoint_epe'][index]:10.4f}{pcks}")
+    for threshold in PCK_THRESHOLDS:
+        print(f"pck@{threshold}: {result[f'pck@{threshold}']:.6f}")
+    print(f"epe: {result['epe']:.6f}")
+
+
+def _print_coco(result: dict) -> None:
+    print(f"people: {result['people']}  matched to a prediction: {result['matched']}  "
+          f"keypoint set: {result['keypoint_set']}")
+    _print_pck(result)
+    for name in AP_NAMES:
+        print(f"{name}: {result[name]:.6f}")
+    print(f"ap: {result['AP']:.6f}")
 
 
 def _print_gesture(result: dict) -> None:
@@ -237,13 +270,17 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="test_df.csv (keypoints) or test_answer.csv (gestures)",
     )
+    parser.add_argument("--keypoints", default="",
+                        help="COCO files: keypoint set (name or YAML) whose OKS sigmas to use")
     args = parser.parse_args(argv)
     try:
-        if is_gesture_truth(args.truth):
+        if args.truth.suffix.lower() == ".json":
+            _print_coco(score_coco_files(args.pred, args.truth, args.keypoints or None))
+        elif is_gesture_truth(args.truth):
             _print_gesture(score_gesture(args.pred, args.truth))
         else:
             _print_keypoints(score_keypoints(args.pred, args.truth))
-    except DataFormatError as error:
+    except (DataFormatError, KeypointSetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -160,6 +160,8 @@ class KeypointDataset(_CropDataset):
         lower_body: Sequence[int],
         images: Sequence[np.ndarray] | None = None,
         reduced_decode: bool = False,
+        boxes: np.ndarray | None = None,
+        visibility: np.ndarray | None = None,
     ) -> None:
         super().__init__(cfg, image_paths, images, reduced_decode)
         keypoints = np.asarray(keypoints, dtype=np.float64)
@@ -178,7 +180,9 @@ class KeypointDataset(_CropDataset):
                 f"{keypoints[row, joint].tolist()}; expected finite pixel coordinates"
             )
         self.keypoints = keypoints
-        self.boxes = keypoint_extent_boxes(keypoints)
+        # COCO people bring their own boxes and v flags (v = 0: target weight 0).
+        self.boxes = keypoint_extent_boxes(keypoints) if boxes is None else np.asarray(boxes)
+        self.visibility = None if visibility is None else np.asarray(visibility) > 0
         self.is_train = is_train
         self.flip_pairs = [tuple(pair) for pair in flip_pairs]
         self.upper_body = tuple(upper_body)
@@ -230,6 +234,8 @@ class KeypointDataset(_CropDataset):
         center, scale = self._center_scale(index, self.boxes[index], image_wh, "keypoint box")
         joints = self.keypoints[index].copy()
         joints_vis = np.ones(len(joints), dtype=np.float64)
+        if self.visibility is not None:
+            joints_vis = self.visibility[index].astype(np.float64)
         rotation, mirror = 0.0, False
         if self.is_train:
             joints, joints_vis, center, scale, rotation, mirror = self._augment(

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from yacs.config import CfgNode
 
 from common.checkpoint import BEST_NAME
+from common.coco import keypoint_results, write_json
 from common.io import read_image
 from common.keypoint_config import config_keypoint_set
 from common.keypoints import coordinate_columns
@@ -20,7 +21,9 @@ from common.stage_data import (
     KeypointTable,
     dataset_root,
     keypoint_extent_boxes,
+    labelled_mask,
     load_truth_table,
+    table_boxes,
     test_image_names,
 )
 from common.trainer import Stage, make_loader
@@ -42,18 +45,33 @@ def predict_boxes(
     desc: str = "keypoints",
 ) -> np.ndarray:
     """Keypoints (N, J, 2) in original pixels for each image's box, by the official path."""
+    return predict_boxes_scored(model, cfg, paths, boxes, device, images, desc)[0]
+
+
+def predict_boxes_scored(
+    model: torch.nn.Module,
+    cfg: CfgNode,
+    paths: list[Path],
+    boxes: np.ndarray,
+    device: torch.device,
+    images: list[np.ndarray] | None = None,
+    desc: str = "keypoints",
+) -> tuple[np.ndarray, np.ndarray]:
+    """``predict_boxes`` with each keypoint's heatmap maximum (N, J) as its score."""
     flip_pairs = config_keypoint_set(cfg).flip_pairs
     dataset = BoxDataset(cfg, paths, boxes, images=images)
     coords = np.zeros((len(paths), cfg.MODEL.NUM_JOINTS, 2), dtype=np.float64)
+    scores = np.zeros((len(paths), cfg.MODEL.NUM_JOINTS), dtype=np.float64)
     model.eval()
     with torch.no_grad():
         for inputs, meta in tqdm(make_loader(dataset, cfg, train=False), desc=desc, leave=False):
-            pred, _ = predict_keypoints(
+            pred, maxvals = predict_keypoints(
                 model, inputs.to(device), meta["center"].numpy(), meta["scale"].numpy(),
                 cfg, flip_pairs,
             )  # fmt: skip
             coords[meta["index"].numpy()] = pred
-    return coords
+            scores[meta["index"].numpy()] = np.asarray(maxvals).reshape(len(pred), -1)
+    return coords, scores
 
 
 def build_model(cfg: CfgNode, is_train: bool, logger: logging.Logger | None = None):
@@ -64,9 +82,10 @@ def build_model(cfg: CfgNode, is_train: bool, logger: logging.Logger | None = No
 def evaluate(
     cfg: CfgNode, model: torch.nn.Module, table: KeypointTable, device: torch.device
 ) -> dict[str, float]:
-    """RMSE of the model on a held-out table, on keypoint-extent boxes."""
-    pred = predict_boxes(model, cfg, table.paths, keypoint_extent_boxes(table.keypoints), device)
-    return {"rmse": rmse(pred, table.keypoints)}
+    """RMSE of the model on a held-out table (labelled keypoints), on its boxes."""
+    pred = predict_boxes(model, cfg, table.paths, table_boxes(table), device)
+    mask = labelled_mask(table)
+    return {"rmse": rmse(pred[mask], table.keypoints[mask])}
 
 
 def build_stage(
@@ -82,10 +101,12 @@ def build_stage(
     train_set = KeypointDataset(
         cfg, train.paths, train.keypoints, True,
         kp_set.flip_pairs, kp_set.upper_body, kp_set.lower_body,
-        reduced_decode=cfg.DATASET.REDUCED_DECODE,
+        reduced_decode=cfg.DATASET.REDUCED_DECODE, boxes=train.boxes,
+        visibility=train.visibility,
     )  # fmt: skip
     criterion = JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT)
-    val_boxes = keypoint_extent_boxes(val.keypoints)
+    val_boxes = table_boxes(val)
+    val_mask = labelled_mask(val)
 
     def train_step(net: torch.nn.Module, batch) -> torch.Tensor:
         inputs, target, target_weight, _ = batch
@@ -97,7 +118,7 @@ def build_stage(
     def validate(net: torch.nn.Module, epoch: int) -> dict[str, float]:
         pred = predict_boxes(net, cfg, val.paths, val_boxes, device, desc=f"epoch {epoch} val")
         last_pred["coords"] = pred
-        error = rmse(pred, val.keypoints)
+        error = rmse(pred[val_mask], val.keypoints[val_mask])
         return {"metric": error, "rmse": error, "mse": error**2}
 
     def draw_samples(net: torch.nn.Module, epoch: int, metrics: dict, writer) -> None:
@@ -163,15 +184,23 @@ def run_test(
     device: torch.device,
     images: list[np.ndarray] | None = None,
 ) -> Path:
-    """Write ``<output_dir>/result.csv`` with the template's columns and row order."""
+    """Write ``<output_dir>/result.csv`` with the template's columns and row order, and the
+    same predictions as ``keypoints_<TEST_SET>_results.json`` (image ids: row numbers from 1,
+    as tools/convert.py csv2coco numbers them). A COCO set writes only the JSON."""
+    if cfg.DATASET.FORMAT == "coco":
+        from HRNet_keypoint.coco_test import run_coco_test
+
+        return run_coco_test(cfg, output_dir, logger, device)
     names = test_image_names(cfg)
     boxes = load_test_boxes(cfg, names, logger)
     paths = [dataset_root(cfg) / cfg.DATASET.TEST_IMAGE_DIR / n for n in names]
     model = load_model_for_test(cfg, output_dir, device)
-    coords = predict_boxes(model, cfg, paths, boxes, device, images=images)
+    coords, scores = predict_boxes_scored(model, cfg, paths, boxes, device, images=images)
     kp_names = config_keypoint_set(cfg).names
     result = output_dir / "result.csv"
     write_keypoint_csv(result, names, coords, kp_names)
+    write_json(output_dir / f"keypoints_{cfg.DATASET.TEST_SET}_results.json",
+               keypoint_results(range(1, len(names) + 1), coords, scores))
     logger.info(
         "wrote %s: %d images x %d columns (flip test %s)",
         result, len(names), len(coordinate_columns(kp_names)), cfg.TEST.FLIP_TEST,

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     engine = stage_engine(cfg.TASK)
 
     table = load_training_table(cfg, logger)
-    groups = split_groups(table.names) if cfg.DATASET.GROUP_SPLIT else None
+    groups = table.groups or (split_groups(table.names) if cfg.DATASET.GROUP_SPLIT else None)
     splits = make_splits(
         len(table.names), args.test_option, cfg.TEST_RATIO, cfg.RANDOMSEED, groups
     )

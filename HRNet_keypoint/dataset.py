@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from yacs.config import CfgNode
 
 from common.io import image_size, read_image, read_image_at_least
+from common.keypoint_config import config_keypoint_set
 from common.stage_data import keypoint_extent_boxes
 from HRNet_keypoint.targets import generate_target
 from HRNet_keypoint.transforms import (
@@ -193,6 +194,12 @@ class KeypointDataset(_CropDataset):
         self.rotation_factor = float(cfg.DATASET.ROT_FACTOR)
         self.prob_half_body = float(cfg.DATASET.PROB_HALF_BODY)
         self.num_joints_half_body = int(cfg.DATASET.NUM_JOINTS_HALF_BODY)
+        # Official LOSS.USE_DIFFERENT_JOINTS_WEIGHT: the keypoint set's joint_weights scale the
+        # target weights (all 1 where the set declares none).
+        self.joint_weights = None
+        if cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT:
+            weights = config_keypoint_set(cfg).joint_weights or (1.0,) * num_joints
+            self.joint_weights = np.asarray(weights, dtype=np.float32)[:, None]
 
     def _augment(
         self,
@@ -253,6 +260,8 @@ class KeypointDataset(_CropDataset):
         target, target_weight = generate_target(
             joints_input, joints_vis, self.image_size, self.heatmap_size, self.sigma
         )
+        if self.joint_weights is not None:
+            target_weight = target_weight * self.joint_weights
         meta = {
             "index": index,
             "center": torch.from_numpy(np.asarray(center, dtype=np.float32)),

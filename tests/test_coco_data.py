@@ -101,3 +101,21 @@ def test_rescore_and_oks_nms():
     people = np.stack([pose, pose + 0.5, pose + 200.0])
     keep = oks_nms(people, np.array([0.5, 0.9, 0.7]), np.full(3, 900.0), 0.9, (0.05,) * 3)
     assert keep == [1, 2]  # the duplicate of the best is dropped, the far person kept
+
+
+def test_joint_weights_of_the_set_scale_target_weights(coco_set, tmp_path):
+    from common.keypoints import SET_DIR
+
+    weighted = tmp_path / "weighted.yaml"
+    weights = [1.0 + 0.1 * i for i in range(24)]
+    weighted.write_text((SET_DIR / "motion24.yaml").read_text() + f"joint_weights: {weights}\n")
+    for flag, expected in (("True", weights), ("False", [1.0] * 24)):
+        cfg = _cfg(coco_set, "DATASET.KEYPOINTS", str(weighted),
+                   "LOSS.USE_DIFFERENT_JOINTS_WEIGHT", flag)
+        table = load_training_table(cfg, LOG)
+        visible = np.full_like(table.visibility, 2)
+        dataset = KeypointDataset(cfg, table.paths, table.keypoints, False, (), (), (),
+                                  boxes=table.boxes, visibility=visible)
+        weight = dataset[0][2][:, 0].numpy()
+        inside = weight > 0  # a joint outside the crop has weight 0 either way
+        np.testing.assert_allclose(weight[inside], np.array(expected)[inside], rtol=1e-6)

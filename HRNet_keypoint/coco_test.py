@@ -17,7 +17,7 @@ import torch
 from yacs.config import CfgNode
 
 from common.coco import keypoint_results, read_coco_json, write_json
-from common.coco_data import coco_test_people, test_split
+from common.coco_data import coco_test_people, split_file
 from common.coco_eval import oks, score_coco_results
 from common.keypoint_config import config_keypoint_set
 from common.stage_data import dataset_root
@@ -51,7 +51,7 @@ def run_coco_test(cfg: CfgNode, output_dir: Path, logger: logging.Logger,
                   device: torch.device) -> Path:
     """Predict every test person; write the results file; log the OKS AP when truth exists."""
     kp_set = config_keypoint_set(cfg)
-    split, truth_path = test_split(cfg)
+    split, truth_path = split_file(cfg)
     people = coco_test_people(cfg, logger)
     image_dir = dataset_root(cfg) / cfg.DATASET.TEST_IMAGE_DIR
     paths = [image_dir / name for name in people.file_names]

@@ -45,7 +45,7 @@ def coco_file(cfg: CfgNode, key: str) -> Path:
     return path
 
 
-def test_split(cfg: CfgNode) -> tuple[str, Path]:
+def split_file(cfg: CfgNode) -> tuple[str, Path]:
     """The split name (``DATASET.TEST_SET``) and its COCO file."""
     split = str(cfg.DATASET.TEST_SET)
     return split, coco_file(cfg, "VAL_JSON" if split == "val" else "TEST_JSON")
@@ -89,7 +89,7 @@ def coco_training_table(cfg: CfgNode, logger: logging.Logger) -> KeypointTable:
 
 def coco_test_image_names(cfg: CfgNode) -> list[str]:
     """The images of the test file, in its order, each checked to be readable."""
-    _, path = test_split(cfg)
+    _, path = split_file(cfg)
     data = read_coco_json(path)
     validate_coco(data, str(path))
     names = [image["file_name"] for image in data["images"]]
@@ -102,7 +102,7 @@ def coco_test_image_names(cfg: CfgNode) -> list[str]:
 
 
 @dataclass
-class TestPeople:
+class PeopleToPredict:
     """The people to predict: their image, box [x, y, w, h] and box score."""
 
     image_ids: list[int]
@@ -139,9 +139,9 @@ def _detections(cfg: CfgNode, images: dict[int, dict], category_id: int) -> list
     return people
 
 
-def coco_test_people(cfg: CfgNode, logger: logging.Logger) -> TestPeople:
+def coco_test_people(cfg: CfgNode, logger: logging.Logger) -> PeopleToPredict:
     """Boxes to predict on: detections above ``TEST.IMAGE_THRE``, ground truth, or stage one."""
-    _, path = test_split(cfg)
+    _, path = split_file(cfg)
     data = read_coco_json(path)
     validate_coco(data, str(path))
     images = {image["id"]: image for image in data["images"]}
@@ -159,7 +159,7 @@ def coco_test_people(cfg: CfgNode, logger: logging.Logger) -> TestPeople:
                   for image in data["images"]]
         source = f"stage one's boxes {cfg.DATASET.BOX_FILE}"
     logger.info("test people: %d from %s", len(people), source)
-    return TestPeople(
+    return PeopleToPredict(
         image_ids=[image_id for image_id, _, _ in people],
         file_names=[images[image_id]["file_name"] for image_id, _, _ in people],
         boxes=np.array([box for _, box, _ in people], dtype=np.float64).reshape(-1, 4),

@@ -28,6 +28,7 @@ from common.stage_data import (
     KeypointTable,
     keypoint_extent_boxes,
     load_truth_table,
+    table_boxes,
     test_image_names,
     test_image_paths,
     truth_by_name,
@@ -99,7 +100,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean IoU and mean corner error (original pixels) against keypoint-extent boxes."""
     pred = predict_boxes_xywh(model, cfg, table.paths, device)
-    return _box_scores(pred, keypoint_extent_boxes(table.keypoints))
+    return _box_scores(pred, table_boxes(table))
 
 
 def build_stage(
@@ -114,10 +115,10 @@ def build_stage(
     if not val.paths:
         raise ValueError("the validation split is empty: raise TEST_RATIO or add images")
     train_set = WholeImageBoxDataset(
-        cfg, train.paths, keypoint_extent_boxes(train.keypoints), is_train=True,
+        cfg, train.paths, table_boxes(train), is_train=True,
         reduced_decode=cfg.DATASET.REDUCED_DECODE,
     )  # fmt: skip
-    val_boxes = keypoint_extent_boxes(val.keypoints)
+    val_boxes = table_boxes(val)
     reference_loss = cfg.MODEL.BBOX_HEAD == REFERENCE_HEAD
 
     def train_step(net: BoxRegressor, batch) -> torch.Tensor:

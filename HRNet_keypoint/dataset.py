@@ -20,6 +20,7 @@ from yacs.config import CfgNode
 
 from common.image_data import ImageDataset, normalize_crop
 from common.io import image_size
+from common.keypoint_config import config_keypoint_set
 from common.stage_data import keypoint_extent_boxes
 from HRNet_keypoint.codec import generate_target
 from HRNet_keypoint.subpixel import udp_affine_transform, udp_generate_target
@@ -128,6 +129,8 @@ class KeypointDataset(_CropDataset):
         lower_body: Sequence[int],
         images: Sequence[np.ndarray] | None = None,
         reduced_decode: bool = False,
+        boxes: np.ndarray | None = None,
+        visibility: np.ndarray | None = None,
     ) -> None:
         super().__init__(cfg, image_paths, images, reduced_decode)
         keypoints = np.asarray(keypoints, dtype=np.float64)
@@ -146,7 +149,9 @@ class KeypointDataset(_CropDataset):
                 f"{keypoints[row, joint].tolist()}; expected finite pixel coordinates"
             )
         self.keypoints = keypoints
-        self.boxes = keypoint_extent_boxes(keypoints)
+        # COCO people bring their own boxes and v flags (v = 0: target weight 0).
+        self.boxes = keypoint_extent_boxes(keypoints) if boxes is None else np.asarray(boxes)
+        self.visibility = None if visibility is None else np.asarray(visibility) > 0
         self.is_train = is_train
         self.flip_pairs = [tuple(pair) for pair in flip_pairs]
         self.upper_body = tuple(upper_body)
@@ -157,6 +162,12 @@ class KeypointDataset(_CropDataset):
         self.rotation_factor = float(cfg.DATASET.ROT_FACTOR)
         self.prob_half_body = float(cfg.DATASET.PROB_HALF_BODY)
         self.num_joints_half_body = int(cfg.DATASET.NUM_JOINTS_HALF_BODY)
+        # Official LOSS.USE_DIFFERENT_JOINTS_WEIGHT: the keypoint set's joint_weights scale the
+        # target weights (all 1 where the set declares none).
+        self.joint_weights = None
+        if cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT:
+            weights = config_keypoint_set(cfg).joint_weights or (1.0,) * num_joints
+            self.joint_weights = np.asarray(weights, dtype=np.float32)[:, None]
 
     def _augment(
         self,
@@ -198,6 +209,8 @@ class KeypointDataset(_CropDataset):
         center, scale = self._center_scale(index, self.boxes[index], image_wh, "keypoint box")
         joints = self.keypoints[index].copy()
         joints_vis = np.ones(len(joints), dtype=np.float64)
+        if self.visibility is not None:
+            joints_vis = self.visibility[index].astype(np.float64)
         rotation, mirror = 0.0, False
         if self.is_train:
             joints, joints_vis, center, scale, rotation, mirror = self._augment(
@@ -216,6 +229,8 @@ class KeypointDataset(_CropDataset):
         target, target_weight = (udp_generate_target if self.udp else generate_target)(
             joints_input, joints_vis, self.image_size, self.heatmap_size, self.sigma
         )
+        if self.joint_weights is not None:
+            target_weight = target_weight * self.joint_weights
         meta = {
             "index": index,
             "center": torch.from_numpy(np.asarray(center, dtype=np.float32)),

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,9 +14,12 @@ from yacs.config import CfgNode
 
 from common.box_files import read_box_annotations
 from common.checkpoint import BEST_NAME
+from common.coco import keypoint_results, write_json
+from common.coco_data import coco_test_people
 from common.errors import ConfigError, MissingFileError
 from common.io import image_size, read_image
-from common.keypoints import coordinate_columns, keypoint_set
+from common.keypoint_config import config_keypoint_set
+from common.keypoints import coordinate_columns
 from common.kfold import train_folds
 from common.metrics import rmse
 from common.motion_data import DataFormatError, check_predictions, write_keypoint_csv
@@ -26,13 +30,16 @@ from common.stage_data import (
     KeypointTable,
     dataset_root,
     keypoint_extent_boxes,
+    labelled_mask,
     load_truth_table,
+    table_boxes,
     test_image_names,
     test_image_paths,
     truth_by_name,
 )
 from common.trainer import Stage, make_loader
 from common.visualize import side_by_side
+from HRNet_keypoint.coco_test import write_coco_results
 from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
 from HRNet_keypoint.inference import predict_keypoints
 from HRNet_keypoint.loss import JointsMSELoss
@@ -52,21 +59,36 @@ def predict_boxes(
 ) -> np.ndarray:
     """Keypoints (N, J, 2) in original pixels for each image's box, by the official path
     (test-time scales other than [1.0]: HRNet_keypoint/tta.py)."""
+    return predict_boxes_scored(model, cfg, paths, boxes, device, images, desc)[0]
+
+
+def predict_boxes_scored(
+    model: torch.nn.Module,
+    cfg: CfgNode,
+    paths: list[Path],
+    boxes: np.ndarray,
+    device: torch.device,
+    images: list[np.ndarray] | None = None,
+    desc: str = "keypoints",
+) -> tuple[np.ndarray, np.ndarray]:
+    """``predict_boxes`` with each keypoint's heatmap maximum (N, J) as its score."""
     if [float(f) for f in cfg.TEST.SCALES] != [1.0]:
         return predict_boxes_tta([model], cfg, paths, boxes, device, images, desc)
-    flip_pairs = keypoint_set(cfg.MODEL.NUM_JOINTS)["flip_pairs"]
+    flip_pairs = config_keypoint_set(cfg).flip_pairs
     dataset = BoxDataset(cfg, paths, boxes, images=images)
     coords = np.zeros((len(paths), cfg.MODEL.NUM_JOINTS, 2), dtype=np.float64)
+    scores = np.zeros((len(paths), cfg.MODEL.NUM_JOINTS), dtype=np.float64)
     model.eval()
     with torch.no_grad():
         batches = make_loader(dataset, cfg, train=False)
         for inputs, meta in progress(batches, desc, len(dataset), "images", batch_size):
-            pred, _ = predict_keypoints(
+            pred, maxvals = predict_keypoints(
                 model, inputs.to(device), meta["center"].numpy(), meta["scale"].numpy(),
                 cfg, flip_pairs,
             )  # fmt: skip
             coords[meta["index"].numpy()] = pred
-    return coords
+            scores[meta["index"].numpy()] = np.asarray(maxvals).reshape(len(pred), -1)
+    return coords, scores
 
 
 def build_model(cfg: CfgNode, is_train: bool, logger: logging.Logger | None = None):
@@ -77,9 +99,10 @@ def build_model(cfg: CfgNode, is_train: bool, logger: logging.Logger | None = No
 def evaluate(
     cfg: CfgNode, model: torch.nn.Module, table: KeypointTable, device: torch.device
 ) -> dict[str, float]:
-    """RMSE of the model on a held-out table, on keypoint-extent boxes."""
-    pred = predict_boxes(model, cfg, table.paths, keypoint_extent_boxes(table.keypoints), device)
-    return {"rmse": rmse(pred, table.keypoints)}
+    """RMSE of the model on a held-out table (labelled keypoints), on its boxes."""
+    pred = predict_boxes(model, cfg, table.paths, table_boxes(table), device)
+    mask = labelled_mask(table)
+    return {"rmse": rmse(pred[mask], table.keypoints[mask])}
 
 
 def build_stage(
@@ -91,14 +114,16 @@ def build_stage(
 ) -> Stage:
     """Plug stage two into the shared epoch loop; validation is RMSE in original pixels on
     keypoint-extent boxes (as the reference validates)."""
-    kp_set = keypoint_set(cfg.MODEL.NUM_JOINTS)
+    kp_set = config_keypoint_set(cfg)
     train_set = KeypointDataset(
         cfg, train.paths, train.keypoints, True,
-        kp_set["flip_pairs"], kp_set["upper_body"], kp_set["lower_body"],
-        reduced_decode=cfg.DATASET.REDUCED_DECODE,
+        kp_set.flip_pairs, kp_set.upper_body, kp_set.lower_body,
+        reduced_decode=cfg.DATASET.REDUCED_DECODE, boxes=train.boxes,
+        visibility=train.visibility,
     )  # fmt: skip
     criterion = JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT)
-    val_boxes = keypoint_extent_boxes(val.keypoints)
+    val_boxes = table_boxes(val)
+    val_mask = labelled_mask(val)
 
     def train_step(net: torch.nn.Module, batch) -> torch.Tensor:
         inputs, target, target_weight, _ = batch
@@ -110,13 +135,14 @@ def build_stage(
     def validate(net: torch.nn.Module, epoch: int) -> dict[str, float]:
         pred = predict_boxes(net, cfg, val.paths, val_boxes, device, desc=f"epoch {epoch} val")
         last_pred["coords"] = pred
-        error = rmse(pred, val.keypoints)
+        error = rmse(pred[val_mask], val.keypoints[val_mask])
         return {"metric": error, "rmse": error, "mse": error**2}
 
     def draw_sample(index: int, epoch: int) -> np.ndarray:
         return side_by_side(read_image(val.paths[index]), last_pred["coords"][index],
                             val.keypoints[index], val_boxes[index],
-                            f"epoch {epoch}  {val.names[index]}")  # fmt: skip
+                            f"epoch {epoch}  {val.names[index]}",
+                            skeleton=kp_set.skeleton)  # fmt: skip
 
     return image_stage(cfg, model, train_set, train_step, validate, "rmse", len(val.paths),
                        draw_sample)  # fmt: skip
@@ -194,10 +220,26 @@ class KeypointTestInputs:
 
 @dataclass
 class KeypointPredictions:
-    """Stage two's test predictions: keypoints (N, J, 2) in original pixels."""
+    """Stage two's test predictions: keypoints (N, J, 2) in original pixels and their scores
+    (N, J), the heatmap maxima."""
 
     names: list[str]
     coords: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass
+class CocoTestInputs:
+    """The people of a COCO test set (``common.coco_data.coco_test_people``)."""
+
+    people: Any
+
+
+@dataclass
+class CocoPredictions:
+    people: Any
+    coords: np.ndarray
+    scores: np.ndarray
 
 
 class KeypointStage:
@@ -216,7 +258,10 @@ class KeypointStage:
             return train_folds(cfg, functions, run)
         return train_on_table(cfg, run, build_model, build_stage, evaluate)
 
-    def read_test_inputs(self, cfg: CfgNode, logger: logging.Logger) -> KeypointTestInputs:
+    def read_test_inputs(self, cfg: CfgNode,
+                         logger: logging.Logger) -> KeypointTestInputs | CocoTestInputs:
+        if cfg.DATASET.FORMAT == "coco":
+            return CocoTestInputs(coco_test_people(cfg, logger))
         names = test_image_names(cfg)
         paths = test_image_paths(cfg, names)
         return KeypointTestInputs(names, load_test_boxes(cfg, names, paths, logger))
@@ -225,19 +270,34 @@ class KeypointStage:
                       device: torch.device) -> torch.nn.Module:  # fmt: skip
         return load_model_for_test(cfg, output_dir, device)
 
-    def predict(self, cfg: CfgNode, model: torch.nn.Module, inputs: KeypointTestInputs,
-                device: torch.device) -> KeypointPredictions:  # fmt: skip
+    def predict(self, cfg: CfgNode, model: torch.nn.Module,
+                inputs: KeypointTestInputs | CocoTestInputs,
+                device: torch.device) -> KeypointPredictions | CocoPredictions:  # fmt: skip
+        if isinstance(inputs, CocoTestInputs):
+            people = inputs.people
+            paths = test_image_paths(cfg, people.file_names)
+            return CocoPredictions(people, *predict_boxes_scored(model, cfg, paths, people.boxes,
+                                                                 device))  # fmt: skip
         paths = test_image_paths(cfg, inputs.names)
         return KeypointPredictions(inputs.names,
-                                   predict_boxes(model, cfg, paths, inputs.boxes, device))
+                                   *predict_boxes_scored(model, cfg, paths, inputs.boxes, device))
 
-    def write_outputs(self, cfg: CfgNode, output_dir: Path, predictions: KeypointPredictions,
+    def write_outputs(self, cfg: CfgNode, output_dir: Path,
+                      predictions: KeypointPredictions | CocoPredictions,
                       logger: logging.Logger) -> Path:  # fmt: skip
-        """``<output_dir>/result.csv`` with the template's columns and row order."""
-        kp_names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
+        """``<output_dir>/result.csv`` with the template's columns and row order, and the same
+        predictions as ``keypoints_<TEST_SET>_results.json`` (image ids: row numbers from 1, as
+        tools/convert.py csv2coco numbers them). A COCO set writes only the JSON."""
+        if isinstance(predictions, CocoPredictions):
+            return write_coco_results(cfg, output_dir, predictions.people, predictions.coords,
+                                      predictions.scores, logger)  # fmt: skip
+        kp_names = config_keypoint_set(cfg).names
         result = output_dir / "result.csv"
         check_predictions(result, predictions.names, predictions.coords)
         write_keypoint_csv(result, predictions.names, predictions.coords, kp_names)
+        write_json(output_dir / f"keypoints_{cfg.DATASET.TEST_SET}_results.json",
+                   keypoint_results(range(1, len(predictions.names) + 1), predictions.coords,
+                                    predictions.scores))  # fmt: skip
         logger.info(
             "wrote %s: %d images x %d columns (flip test %s, boxes: TEST.BOX_SOURCE %s)",
             result, len(predictions.names), len(coordinate_columns(kp_names)),

@@ -20,7 +20,7 @@ import torch
 from common.config import load_config
 from common.errors import ConfigError, MissingFileError
 from common.io import atomic_write_text
-from common.keypoints import keypoint_set
+from common.keypoint_config import config_keypoint_set
 from common.motion_data import IMAGE_COLUMN, DataFormatError, write_keypoint_csv
 from common.stage_data import test_image_names, test_image_paths
 from HRNet_keypoint.engine import load_model_for_test, load_test_boxes
@@ -123,7 +123,7 @@ def ensemble_model_folders(
     paths = test_image_paths(cfg, names)
     boxes = load_test_boxes(cfg, names, paths, logger)
     models = [load_model_for_test(c, f, device) for c, f in zip(configs, folders, strict=True)]
-    coords = predict_boxes_tta(models, cfg, paths, boxes, device, model_weights=weights)
-    write_keypoint_csv(out, names, coords, keypoint_set(cfg.MODEL.NUM_JOINTS)["names"])
+    coords, _ = predict_boxes_tta(models, cfg, paths, boxes, device, model_weights=weights)
+    write_keypoint_csv(out, names, coords, config_keypoint_set(cfg).names)
     logger.info("heatmap ensemble of %d models: wrote %s", len(models), out)
     return out

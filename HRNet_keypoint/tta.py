@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 from yacs.config import CfgNode
 
-from common.keypoints import keypoint_set
+from common.keypoint_config import config_keypoint_set
+from common.progress import batch_size, progress
 from common.trainer import make_loader
 from HRNet_keypoint.dataset import BoxDataset, crop_image, normalize_crop
 from HRNet_keypoint.inference import predict_heatmaps
@@ -130,19 +130,24 @@ def predict_boxes_tta(
     images: list[np.ndarray] | None = None,
     desc: str = "keypoints",
     model_weights: Sequence[float] | None = None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints (N, J, 2) in original pixels from the heatmaps averaged over ``models`` and
-    ``TEST.SCALES``, decoded once as the config says."""
-    flip_pairs = keypoint_set(cfg.MODEL.NUM_JOINTS)["flip_pairs"]
+    ``TEST.SCALES``, decoded once as the config says, and their scores (N, J): the averaged
+    heatmaps' maxima."""
+    flip_pairs = config_keypoint_set(cfg).flip_pairs
     factors = [float(f) for f in cfg.TEST.SCALES]
     dataset = MultiScaleBoxDataset(cfg, paths, boxes, factors, images=images)
     coords = np.zeros((len(paths), cfg.MODEL.NUM_JOINTS, 2), dtype=np.float64)
+    scores = np.zeros((len(paths), cfg.MODEL.NUM_JOINTS), dtype=np.float64)
     for model in models:
         model.eval()
     with torch.no_grad():
-        for crops, meta in tqdm(make_loader(dataset, cfg, train=False), desc=desc, leave=False):
+        batches = make_loader(dataset, cfg, train=False)
+        for crops, meta in progress(batches, desc, len(dataset), "images", batch_size):
             centers, scales = meta["center"].numpy(), meta["scale"].numpy()
             heatmaps = average_heatmaps(models, crops.to(device), centers, scales, factors, cfg,
                                         flip_pairs, model_weights)  # fmt: skip
-            coords[meta["index"].numpy()] = decode_for_config(heatmaps, centers, scales, cfg)[0]
-    return coords
+            index = meta["index"].numpy()
+            coords[index], maxvals = decode_for_config(heatmaps, centers, scales, cfg)
+            scores[index] = np.asarray(maxvals).reshape(len(index), -1)
+    return coords, scores

@@ -56,7 +56,7 @@ def predict(folders: list[Path], opts: list[str], truth, device) -> tuple[float,
     if len(models) == 1:
         coords = predict_boxes(models[0], cfg, truth.paths, boxes, device, desc="bench")
     else:
-        coords = predict_boxes_tta(models, cfg, truth.paths, boxes, device, desc="bench")
+        coords, _ = predict_boxes_tta(models, cfg, truth.paths, boxes, device, desc="bench")
     return rmse(coords, truth.keypoints), time.perf_counter() - start, coords
 
 

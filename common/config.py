@@ -111,6 +111,16 @@ _C.DATASET.TRUTH_CSV = "test_df.csv"  # ground truth for the test images, when k
 _C.DATASET.TRAIN_IMAGE_DIR = "images/train_imgs"
 _C.DATASET.TEST_IMAGE_DIR = "images/test_imgs"
 _C.DATASET.BOX_FILE = "annotations/test_annotation.pkl"
+# The keypoint set (common/keypoints.py): 'motion24', 'hand21', 'coco17' or a YAML/JSON file (a
+# path, or one under ROOT). Empty: the COCO file's category with FORMAT coco, else the built-in
+# set with MODEL.NUM_JOINTS joints. MODEL.NUM_JOINTS must agree with it.
+_C.DATASET.KEYPOINTS = ""
+# 'csv' (the competition layout above) or 'coco': COCO person-keypoints files under ROOT, their
+# images found by file_name under TRAIN_IMAGE_DIR (train, val) and TEST_IMAGE_DIR (test).
+_C.DATASET.FORMAT = "csv"
+_C.DATASET.TRAIN_JSON = ""
+_C.DATASET.VAL_JSON = ""  # empty: validation images are split off TRAIN_JSON (TEST_RATIO)
+_C.DATASET.TEST_JSON = ""
 
 _C.TRAIN = CN()
 _C.TRAIN.LR_FACTOR = 0.1
@@ -155,7 +165,10 @@ _C.TEST.ONNX_FILE = ""
 # DATASET.REDUCED_DECODE. Off by default, so the two-step way and tools/pipeline.py (which
 # decodes each image once, whole, for both stages) give the same boxes.
 _C.TEST.REDUCED_DECODE = False
-# Official COCO keys (COMPAT_KEYS).
+# Official COCO test-time keys (DATASET.FORMAT coco): detections from COCO_BBOX_FILE (a COCO
+# detection results file under DATASET.ROOT) scoring below IMAGE_THRE are dropped; a keypoint
+# counts in the person's score when its own score exceeds IN_VIS_THRE; OKS-NMS at NMS_THRE.
+# SOFT_NMS, OKS_THRE and BBOX_THRE are accepted and unused.
 _C.TEST.IMAGE_THRE = 0.1
 _C.TEST.NMS_THRE = 0.6
 _C.TEST.SOFT_NMS = False

@@ -189,6 +189,19 @@ def coordinate_columns(names: tuple[str, ...] = MOTION_KEYPOINTS) -> list[str]:
     return [f"{name}_{axis}" for name in names for axis in ("x", "y")]
 
 
+def names_from_columns(columns: list[str]) -> tuple[str, ...]:
+    """Keypoint names of a CSV header (``image`` then ``<name>_x, <name>_y`` pairs), so that
+    any keypoint set's file can be read; an unpaired header is an error naming the column."""
+    coords = list(columns[1:])
+    if not coords or len(coords) % 2:
+        raise ValueError(f"expected 'image' then <name>_x, <name>_y column pairs, got {columns}")
+    names = tuple(column[:-2] for column in coords[::2])
+    if coordinate_columns(names) != coords:
+        wrong = next(c for c, e in zip(coords, coordinate_columns(names), strict=True) if c != e)
+        raise ValueError(f"column {wrong!r} breaks the <name>_x, <name>_y pairs of the header")
+    return names
+
+
 def keypoint_set(num_joints: int) -> dict:
     """Names, flip pairs, body halves and skeleton for a joint count (24 motion, 21 hand)."""
     for kp_set in (_MOTION, _HAND):

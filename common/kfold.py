@@ -22,7 +22,7 @@ from yacs.config import CfgNode
 from common.checkpoint import BEST_NAME
 from common.errors import ConfigError
 from common.io import atomic_write_text
-from common.keypoints import keypoint_set
+from common.keypoint_config import config_keypoint_set
 from common.metrics import rmse
 from common.motion_data import write_keypoint_csv
 from common.seed import seed_everything
@@ -82,7 +82,7 @@ def train_folds(cfg: CfgNode, stage_functions: Any, run: TrainRun) -> dict:
                                             keypoint_extent_boxes(val.keypoints), device)
         per_fold.append(rmse(oof[val_idx], val.keypoints))
         logger.info("fold %d held-out rmse %.4f", k, per_fold[-1])
-    kp_names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
+    kp_names = config_keypoint_set(cfg).names
     write_keypoint_csv(output_dir / "oof.csv", table.names, oof, kp_names)
     summary = {"folds": folds, "oof_rmse": rmse(oof, table.keypoints), "fold_rmse": per_fold,
                "fold_dirs": [str(output_dir / f"fold{k}") for k in range(folds)]}  # fmt: skip

@@ -108,7 +108,7 @@ def train_on_table(
     best model scored by ``evaluate`` on the held-out test split."""
     logger, output_dir = run.logger, run.output_dir
     table = load_training_table(cfg, logger)
-    groups = split_groups(table.names) if cfg.DATASET.GROUP_SPLIT else None
+    groups = table.groups or (split_groups(table.names) if cfg.DATASET.GROUP_SPLIT else None)
     splits = make_splits(len(table.names), run.test_option, cfg.TEST_RATIO, cfg.RANDOMSEED, groups)
     logger.info("split: %s%s", {k: len(v) for k, v in splits.items()},
                 " (grouped by subject)" if groups else "")  # fmt: skip

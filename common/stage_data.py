@@ -12,7 +12,7 @@ from yacs.config import CfgNode
 
 from common.errors import ConfigError, MissingFileError
 from common.io import ImageReadError, check_images, set_max_image_pixels
-from common.keypoints import keypoint_set
+from common.keypoint_config import config_keypoint_set
 from common.motion_data import (
     DataFormatError,
     keypoints_array,
@@ -37,12 +37,18 @@ REFERENCE_DROP_ROWS: tuple[int, ...] = (
 
 @dataclass
 class KeypointTable:
-    """Images and their keypoints (N, J, 2) in original pixels."""
+    """Images and their keypoints (N, J, 2) in original pixels. A COCO table has one row per
+    person and also its ``boxes`` (N, 4), ``visibility`` (N, J) COCO v flags and split
+    ``groups`` (its image, so one image's people stay in one split); CSV tables leave them
+    None (boxes are the keypoint extents, every keypoint visible)."""
 
     names: list[str]
     paths: list[Path]
     keypoints: np.ndarray
     skipped: list[str] = field(default_factory=list)  # left out by DATASET.SKIP_BAD_IMAGES
+    boxes: np.ndarray | None = None
+    visibility: np.ndarray | None = None
+    groups: list[str] | None = None
 
     def subset(self, indices: np.ndarray) -> KeypointTable:
         return KeypointTable(
@@ -50,7 +56,22 @@ class KeypointTable:
             [self.paths[i] for i in indices],
             self.keypoints[indices],
             list(self.skipped),
+            None if self.boxes is None else self.boxes[indices],
+            None if self.visibility is None else self.visibility[indices],
+            None if self.groups is None else [self.groups[i] for i in indices],
         )
+
+
+def table_boxes(table: KeypointTable) -> np.ndarray:
+    """The person boxes of a table: its own (COCO) or the keypoint extents (CSV)."""
+    return keypoint_extent_boxes(table.keypoints) if table.boxes is None else table.boxes
+
+
+def labelled_mask(table: KeypointTable) -> np.ndarray:
+    """(N, J) which keypoints are annotated (COCO v > 0; every keypoint of a CSV)."""
+    if table.visibility is None:
+        return np.ones(table.keypoints.shape[:2], dtype=bool)
+    return table.visibility > 0
 
 
 def dataset_root(cfg: CfgNode) -> Path:
@@ -143,9 +164,13 @@ def load_training_table(cfg: CfgNode, logger: logging.Logger | None = None) -> K
     ``OUTSIDE_MARGIN``), naming the file, the row and the keypoint.
     """
     logger = logger or _LOG
-    root = dataset_root(cfg)
     set_max_image_pixels(cfg.DATASET.MAX_IMAGE_PIXELS)
-    names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
+    if cfg.DATASET.FORMAT == "coco":
+        from common.coco_data import coco_training_table
+
+        return coco_training_table(cfg, logger)
+    root = dataset_root(cfg)
+    names = config_keypoint_set(cfg).names
     csv_path = root / cfg.DATASET.TRAIN_CSV
     frame = read_keypoint_csv(csv_path, names)
     drop = {int(i) for i in cfg.DATASET.DROP_ROWS}
@@ -198,7 +223,7 @@ def test_image_paths(cfg: CfgNode, names: Sequence[str]) -> list[Path]:
 
 def read_truth_table(cfg: CfgNode, path: Path) -> KeypointTable:
     """The keypoints of the test images in the CSV ``path`` (``MODEL.NUM_JOINTS``' columns)."""
-    names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
+    names = config_keypoint_set(cfg).names
     frame = read_keypoint_csv(path, names)
     image_names = frame["image"].astype(str).tolist()
     return KeypointTable(
@@ -207,7 +232,10 @@ def read_truth_table(cfg: CfgNode, path: Path) -> KeypointTable:
 
 
 def load_truth_table(cfg: CfgNode) -> KeypointTable | None:
-    """Ground truth of the test images (``TRUTH_CSV``), or None where it is not known."""
+    """Ground truth of the test images (``TRUTH_CSV``), or None where it is not known (and for
+    COCO sets, whose truth is scored by OKS from the test file itself)."""
+    if cfg.DATASET.FORMAT == "coco":
+        return None
     path = dataset_root(cfg) / cfg.DATASET.TRUTH_CSV
     if not path.is_file():
         return None
@@ -220,7 +248,7 @@ def truth_by_name(table: KeypointTable, names: Sequence[str], source: object) ->
     row = {name: i for i, name in enumerate(table.names)}
     missing = [name for name in names if name not in row]
     if missing:
-        raise ValueError(
+        raise DataFormatError(
             f"{len(missing)} test images have no ground truth in {source}, e.g. {missing[:3]}"
         )
     return table.keypoints[[row[name] for name in names]]
@@ -234,10 +262,14 @@ def test_image_names(cfg: CfgNode) -> list[str]:
     row for every template row, and a dropped or invented row would be a wrong submission
     that looks complete.
     """
-    root = dataset_root(cfg)
     set_max_image_pixels(cfg.DATASET.MAX_IMAGE_PIXELS)
+    if cfg.DATASET.FORMAT == "coco":
+        from common.coco_data import coco_test_image_names
+
+        return coco_test_image_names(cfg)
+    root = dataset_root(cfg)
     path = root / cfg.DATASET.TEST_CSV
-    names = keypoint_set(cfg.MODEL.NUM_JOINTS)["names"]
+    names = config_keypoint_set(cfg).names
     image_names = read_keypoint_csv(path, names)["image"].astype(str).tolist()
     _, bad = check_images(test_image_paths(cfg, image_names))
     if bad:

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.keypoints import keypoint_set
+from common.keypoints import BUILTIN_SETS, load_keypoint_set
 
 PRED_COLOUR = (0, 200, 255)  # BGR: orange-yellow for predictions
 TRUTH_COLOUR = (80, 220, 80)  # green for ground truth
@@ -29,18 +29,30 @@ GAP = 6  # pixels between contact-sheet cells
 PANEL_SIZE = 300  # side of each square side-by-side panel
 
 
+def default_skeleton(num_joints: int) -> tuple[tuple[int, int], ...]:
+    """The skeleton of the built-in set with ``num_joints`` joints; none (points only) else."""
+    for name in BUILTIN_SETS:
+        kp_set = load_keypoint_set(name)
+        if kp_set.num_joints == num_joints:
+            return kp_set.skeleton
+    return ()
+
+
 def draw_skeleton(
     image: np.ndarray,
     keypoints: np.ndarray,
     colour: tuple[int, int, int],
     box_xywh: np.ndarray | None = None,
     thickness: int | None = None,
+    skeleton: Sequence[tuple[int, int]] | None = None,
 ) -> np.ndarray:
-    """A copy of ``image`` with the skeleton of ``keypoints`` (J, 2) and an optional box."""
+    """A copy of ``image`` with the skeleton of ``keypoints`` (J, 2) and an optional box;
+    ``skeleton`` (index pairs, from the keypoint set) defaults to the built-in set's."""
     canvas = image.copy()
     height, width = canvas.shape[:2]
     thickness = thickness or max(1, round(max(height, width) / 400))
-    skeleton = keypoint_set(len(keypoints))["skeleton"]
+    if skeleton is None:
+        skeleton = default_skeleton(len(keypoints))
     points = np.round(keypoints).astype(int)
     for a, b in skeleton:
         cv2.line(canvas, tuple(points[a]), tuple(points[b]), colour, thickness, cv2.LINE_AA)
@@ -115,12 +127,13 @@ def side_by_side(
     box_xywh: np.ndarray | None = None,
     title: str = "",
     crop_to_person: bool = True,
+    skeleton: Sequence[tuple[int, int]] | None = None,
 ) -> np.ndarray:
     """Prediction (left) and ground truth (right, when known), cropped around the person, each
     panel labelled; ``title`` goes in a strip above."""
-    panels = [draw_skeleton(image, pred, PRED_COLOUR, box_xywh)]
+    panels = [draw_skeleton(image, pred, PRED_COLOUR, box_xywh, skeleton=skeleton)]
     if truth is not None:
-        panels.append(draw_skeleton(image, truth, TRUTH_COLOUR))
+        panels.append(draw_skeleton(image, truth, TRUTH_COLOUR, skeleton=skeleton))
     if crop_to_person:
         points = pred if truth is None else np.concatenate([pred, truth])
         if box_xywh is not None:

@@ -17,7 +17,7 @@ import torch
 from yacs.config import CfgNode
 
 from common.io import atomic_write_text, read_image
-from common.keypoints import keypoint_set
+from common.keypoint_config import config_keypoint_set
 from common.metrics import box_iou, mean_pose_prediction, rmse
 from common.motion_data import check_predictions, write_keypoint_csv
 from common.progress import progress
@@ -80,7 +80,7 @@ def run_chain(
 
     box_file = bbox_engine.write_test_annotation(bbox_output, names, boxes, sizes)
     result = keypoint_output / "result.csv"
-    kp_names = keypoint_set(joints)["names"]
+    kp_names = config_keypoint_set(keypoint_cfg).names
     check_predictions(result, names, coords)
     write_keypoint_csv(result, names, coords, kp_names)
     logger.info("wrote %s and %s", box_file, result)

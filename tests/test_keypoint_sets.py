@@ -147,3 +147,41 @@ def test_user_set_errors_name_file_and_field(tmp_path, change, message):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(KeypointSetError, match="keypoint set file not found"):
         load_keypoint_set(tmp_path / "nope.yaml")
+
+
+def _cfg(*opts):
+    from common.config import load_config
+
+    return load_config(None, list(opts))
+
+
+def test_config_chooses_the_set_and_checks_num_joints(tmp_path):
+    from common.keypoint_config import config_keypoint_set
+
+    assert config_keypoint_set(_cfg()).name == "motion24"  # empty: by MODEL.NUM_JOINTS
+    assert config_keypoint_set(_cfg("MODEL.NUM_JOINTS", 21)).name == "hand21"
+    coco = _cfg("DATASET.KEYPOINTS", "coco17", "MODEL.NUM_JOINTS", 17)
+    assert config_keypoint_set(coco).names[0] == "nose"
+    with pytest.raises(KeypointSetError, match="MODEL.NUM_JOINTS is 24 but keypoint set 'coco17'"):
+        config_keypoint_set(_cfg("DATASET.KEYPOINTS", "coco17"))
+    with pytest.raises(KeypointSetError, match="no built-in keypoint set has MODEL.NUM_JOINTS 5"):
+        config_keypoint_set(_cfg("MODEL.NUM_JOINTS", 5))
+    user = tmp_path / "star.yaml"
+    user.write_text("names: [a, b, c, d, e]\nflip_pairs: [[b, c]]\nsigmas: " + str([0.05] * 5))
+    kp_set = config_keypoint_set(_cfg("DATASET.KEYPOINTS", str(user), "MODEL.NUM_JOINTS", 5))
+    assert kp_set.flip_pairs == ((1, 2),)
+    # A relative path is also looked up under DATASET.ROOT.
+    root_cfg = _cfg("DATASET.ROOT", str(tmp_path), "DATASET.KEYPOINTS", "star.yaml",
+                    "MODEL.NUM_JOINTS", 5)
+    assert config_keypoint_set(root_cfg).names == ("a", "b", "c", "d", "e")
+
+
+def test_names_from_csv_columns():
+    from common.keypoints import coordinate_columns, names_from_columns
+
+    names = ("spine2(back)", "a_b", "c")
+    assert names_from_columns(["image", *coordinate_columns(names)]) == names
+    with pytest.raises(ValueError, match="'c_y'"):
+        names_from_columns(["image", "a_x", "a_y", "c_y", "c_x"])
+    with pytest.raises(ValueError, match="column pairs"):
+        names_from_columns(["image", "a_x"])

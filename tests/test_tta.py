@@ -78,7 +78,7 @@ def test_scales_one_is_the_plain_prediction_bit_for_bit() -> None:
     for decode in ("quarter", "dark"):
         cfg = tiny_cfg([1.0], decode=decode)
         plain = predict_boxes(model, cfg, paths, boxes, torch.device("cpu"), images=images)
-        tta = predict_boxes_tta([model], cfg, paths, boxes, torch.device("cpu"), images=images)
+        tta, _ = predict_boxes_tta([model], cfg, paths, boxes, torch.device("cpu"), images=images)
         np.testing.assert_array_equal(tta, plain)
 
 

@@ -41,24 +41,35 @@ def add_motion_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing data set in --out"
     )
+    parser.add_argument("--format", choices=("csv", "coco"), default="csv",
+                        help="coco: person-keypoints JSON files, several people in some images")
+    parser.add_argument("--max-people", type=int, default=3, help="coco: people per image")
 
 
 def run_motion(args: argparse.Namespace) -> int:
     from common.synthetic.motion import generate_motion_dataset
+    from common.synthetic.motion_coco import generate_motion_coco
 
     start = time.perf_counter()
     try:
-        counts = generate_motion_dataset(
-            args.out,
-            args.train,
-            args.test,
-            width=args.width,
-            height=args.height,
-            seed=args.seed,
-            overwrite=args.overwrite,
-            jpeg_quality=args.jpeg_quality,
-            max_frames=args.max_frames,
-        )
+        if args.format == "coco":
+            counts = generate_motion_coco(
+                args.out, args.train, args.test, width=args.width, height=args.height,
+                seed=args.seed, overwrite=args.overwrite, jpeg_quality=args.jpeg_quality,
+                max_people=args.max_people,
+            )  # fmt: skip
+        else:
+                counts = generate_motion_dataset(
+                args.out,
+                args.train,
+                args.test,
+                width=args.width,
+                height=args.height,
+                seed=args.seed,
+                overwrite=args.overwrite,
+                jpeg_quality=args.jpeg_quality,
+                max_frames=args.max_frames,
+            )
     except (FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -10,6 +10,12 @@ Gestures (the truth has ``Image_Path`` and ``pose_id``, the prediction ``Image_P
     python tools/score.py --pred submission.csv --truth test_answer.csv
 prints the accuracy and last ``logloss: <value>``.
 
+COCO keypoint results (any keypoint set; sigmas from ``--keypoints`` or the truth's category):
+    python tools/score.py --pred keypoints_test_results.json --truth person_keypoints_test.json
+prints OKS AP/AR (pycocotools), PCK@0.05/0.1 of the box size and the end-point error per
+keypoint, and last ``ap: <value>``. Keypoint CSVs also get PCK and end-point error (boxes: the
+truth's keypoint extents).
+
 Rows are matched by image name, so their order does not matter. A prediction that cannot be
 scored (wrong columns, missing or extra rows, NaN) is refused with exit code 2.
 """
@@ -26,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from common.cli import run_tool
-from common.keypoints import keypoint_set
+from common.coco_eval import AP_NAMES, PCK_THRESHOLDS, pck_and_epe, score_coco_files
+from common.keypoints import KeypointSetError, names_from_columns
 from common.metrics import (
     multiclass_logloss,
     per_image_rmse,
@@ -42,6 +49,7 @@ from common.motion_data import (
     read_keypoint_csv,
     validate_submission,
 )
+from common.stage_data import keypoint_extent_boxes
 
 GESTURE_ID_COLUMN = "Image_Path"
 GESTURE_LABEL_COLUMN = "pose_id"
@@ -81,12 +89,11 @@ def is_gesture_truth(truth_path: str | Path) -> bool:
 def score_keypoints(pred_path: str | Path, truth_path: str | Path) -> dict:
     """RMSE of a keypoint prediction: overall, per keypoint and per image (worst first).
 
-    The keypoint set (24 motion or 21 hand points) follows from the truth's columns.
+    The keypoint names (any keypoint set) follow from the truth's columns.
     """
     truth_path, pred_path = Path(truth_path), Path(pred_path)
-    joints = (len(_header(truth_path)) - 1) // 2
     try:
-        names = keypoint_set(joints)["names"]
+        names = names_from_columns(_header(truth_path))
     except ValueError as error:
         raise DataFormatError(f"{truth_path}: {error}") from error
     truth = read_keypoint_csv(truth_path, names)
@@ -98,6 +105,7 @@ def score_keypoints(pred_path: str | Path, truth_path: str | Path) -> dict:
     pred_keypoints = keypoints_array(aligned, names)
     truth_keypoints = keypoints_array(truth, names)
     image_errors = per_image_rmse(pred_keypoints, truth_keypoints)
+    extents = keypoint_extent_boxes(truth_keypoints)
     order = np.argsort(-image_errors, kind="stable")
     images = truth[IMAGE_COLUMN].tolist()
     return {
@@ -108,6 +116,8 @@ def score_keypoints(pred_path: str | Path, truth_path: str | Path) -> dict:
         ),
         "per_image": dict(zip(images, image_errors.tolist(), strict=True)),
         "worst": [(images[i], float(image_errors[i])) for i in order[:WORST_COUNT]],
+        **pck_and_epe(pred_keypoints, truth_keypoints, extents[:, 2:].max(axis=1)),
+        "names": list(names),
     }
 
 
@@ -222,7 +232,29 @@ def _print_keypoints(result: dict) -> None:
     print(f"worst {len(result['worst'])} images (RMSE, pixels):")
     for name, value in result["worst"]:
         print(f"  {name:<40} {value:10.4f}")
+    _print_pck(result)
     print(f"rmse: {result['rmse']:.6f}")
+
+
+def _print_pck(result: dict) -> None:
+    header = "".join(f"  PCK@{t:<6}" for t in PCK_THRESHOLDS)
+    print(f"per-keypoint end-point error (pixels) and PCK of the box size:\n  {'':<16} "
+          f"{'EPE':>10}{header}")
+    for index, name in enumerate(result["names"]):
+        pcks = "".join(f"  {result[f'per_keypoint_pck@{t}'][index]:10.4f}" for t in PCK_THRESHOLDS)
+        print(f"  {name:<16} {result['per_keypoint_epe'][index]:10.4f}{pcks}")
+    for threshold in PCK_THRESHOLDS:
+        print(f"pck@{threshold}: {result[f'pck@{threshold}']:.6f}")
+    print(f"epe: {result['epe']:.6f}")
+
+
+def _print_coco(result: dict) -> None:
+    print(f"people: {result['people']}  matched to a prediction: {result['matched']}  "
+          f"keypoint set: {result['keypoint_set']}")
+    _print_pck(result)
+    for name in AP_NAMES:
+        print(f"{name}: {result[name]:.6f}")
+    print(f"ap: {result['AP']:.6f}")
 
 
 def _print_gesture(result: dict) -> None:
@@ -241,13 +273,18 @@ def main(argv: list[str] | None = None) -> int:
         help="test_df.csv (keypoints) or test_answer.csv (gestures)",
     )
     parser.add_argument("--plot", type=Path, metavar="FILE.png",
-                        help="also draw the per-keypoint RMSE as a bar chart (keypoints only)")
+                        help="also draw the per-keypoint RMSE as a bar chart (keypoint CSVs)")
+    parser.add_argument("--keypoints", default="",
+                        help="COCO files: keypoint set (name or YAML) whose OKS sigmas to use")
     args = parser.parse_args(argv)
     try:
-        if is_gesture_truth(args.truth):
-            if args.plot:
-                raise DataFormatError(f"--plot draws per-keypoint errors; {args.truth} is a "
-                                      "gesture answer sheet: leave --plot out")  # fmt: skip
+        is_coco = args.truth.suffix.lower() == ".json"
+        if args.plot and (is_coco or is_gesture_truth(args.truth)):
+            raise DataFormatError(f"--plot draws the per-keypoint RMSE of keypoint CSVs; "
+                                  f"{args.truth} is not one: leave --plot out")  # fmt: skip
+        if is_coco:
+            _print_coco(score_coco_files(args.pred, args.truth, args.keypoints or None))
+        elif is_gesture_truth(args.truth):
             _print_gesture(score_gesture(args.pred, args.truth))
         else:
             result = score_keypoints(args.pred, args.truth)
@@ -260,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                                      f"{result['images']} images",
                                      overall=result["rmse"])  # fmt: skip
                 print(f"chart: {args.plot}")
-    except DataFormatError as error:
+    except (DataFormatError, KeypointSetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -17,7 +17,7 @@ from common.box_files import read_box_annotations
 from common.cli import run_tool
 from common.errors import MissingFileError
 from common.io import atomic_path, read_image
-from common.keypoints import keypoint_set
+from common.keypoints import names_from_columns
 from common.metrics import per_image_rmse
 from common.motion_data import keypoints_array, read_keypoint_csv
 from common.progress import progress
@@ -28,7 +28,7 @@ def _names_for(csv_path: Path) -> tuple[str, ...]:
     if not csv_path.is_file():
         raise MissingFileError(f"prediction CSV not found: {csv_path}; check --pred")
     columns = pd.read_csv(csv_path, nrows=0).columns
-    return keypoint_set((len(columns) - 1) // 2)["names"]
+    return names_from_columns(list(columns))
 
 
 def _write_jpg(path: Path, image: np.ndarray) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
+from common.box_files import clean_box
 from common.image_data import ImageDataset, normalize_crop
 from common.io import image_size
 from common.keypoint_config import config_keypoint_set
@@ -28,7 +29,6 @@ from HRNet_keypoint.transforms import (
     PIXEL_STD,
     affine_transform,
     box_to_center_scale,
-    clean_box,
     fliplr_joints,
     get_affine_transform,
     half_body_transform,

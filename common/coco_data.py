@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from yacs.config import CfgNode
 
+from common.box_files import clean_box, read_box_annotations
 from common.coco import (
     CocoFormatError,
     load_coco_keypoints,
@@ -28,9 +29,7 @@ from common.coco import (
 )
 from common.io import ImageReadError, check_images
 from common.keypoint_config import config_keypoint_set
-from common.motion_data import read_box_annotations
 from common.stage_data import KeypointTable, dataset_root
-from HRNet_keypoint.transforms import clean_box
 
 
 def coco_file(cfg: CfgNode, key: str) -> Path:

@@ -27,12 +27,13 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from common.box_files import read_box_annotations
 from common.config import load_config
 from common.io import ImageReadError, atomic_path
 from common.keypoint_config import config_keypoint_set
 from common.keypoints import KeypointSetError, coordinate_columns
 from common.media import Media, MediaError, iterate_chunks, open_media
-from common.motion_data import DataFormatError, read_box_annotations
+from common.motion_data import DataFormatError
 from common.seed import seed_everything
 from common.visualize import PRED_COLOUR, draw_skeleton
 from HRNet_bbox import engine as bbox_engine

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from common.box_files import clean_box
 from common.config import get_defaults
 from common.io import read_image
 from common.keypoints import MOTION_FLIP_PAIRS, MOTION_LOWER_BODY, MOTION_UPPER_BODY
@@ -18,7 +19,6 @@ from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
 from HRNet_keypoint.transforms import (
     affine_transform,
     box_to_center_scale,
-    clean_box,
     fliplr_joints,
     get_affine_transform,
 )

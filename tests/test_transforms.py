@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from common.box_files import clean_box
 from HRNet_keypoint.transforms import (
     affine_transform,
     box_to_center_scale,
-    clean_box,
     fliplr_joints,
     get_affine_transform,
     half_body_transform,

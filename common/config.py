@@ -167,8 +167,8 @@ _C.TEST.ONNX_FILE = ""
 _C.TEST.REDUCED_DECODE = False
 # Official COCO test-time keys (DATASET.FORMAT coco): detections from COCO_BBOX_FILE (a COCO
 # detection results file under DATASET.ROOT) scoring below IMAGE_THRE are dropped; a keypoint
-# counts in the person's score when its own score exceeds IN_VIS_THRE; OKS-NMS at NMS_THRE.
-# SOFT_NMS, OKS_THRE and BBOX_THRE are accepted and unused.
+# counts in the person's score when its own score exceeds IN_VIS_THRE; OKS-NMS at OKS_THRE (as
+# the official code does). NMS_THRE, SOFT_NMS and BBOX_THRE are accepted and unused.
 _C.TEST.IMAGE_THRE = 0.1
 _C.TEST.NMS_THRE = 0.6
 _C.TEST.SOFT_NMS = False
@@ -276,7 +276,7 @@ _C.GESTURE.REFINER.PAIRS = [
 # Keys kept only so that the official HRNet and the competition's YAMLs load: nothing reads
 # them. Each maps to what to do instead; setting one to another value than its default logs a
 # warning (common/config_check.py).
-_UNUSED_COCO = "boxes come from DATASET.BOX_FILE or TEST.USE_GT_BBOX (a COCO-only key)"
+_UNUSED_COCO = "nothing reads it (COCO test people: TEST.COCO_BBOX_FILE, IMAGE_THRE, IN_VIS_THRE, OKS_THRE)"
 _DEBUG_IMAGES = "use DEBUG.NUM_SAMPLE_IMAGES (prediction pictures drawn each epoch)"
 COMPAT_KEYS: dict[str, str] = {
     "DATA_DIR": "use DATASET.ROOT",
@@ -289,7 +289,6 @@ COMPAT_KEYS: dict[str, str] = {
     "MODEL.TARGET_TYPE": "targets are always Gaussian heatmaps (MODEL.SIGMA)",
     "LOSS.USE_OHKM": "the loss is the joints MSE (LOSS.USE_TARGET_WEIGHT)",
     "LOSS.TOPK": "the loss is the joints MSE (LOSS.USE_TARGET_WEIGHT)",
-    "LOSS.USE_DIFFERENT_JOINTS_WEIGHT": "every joint weighs the same",
     "DATASET.TRAIN_SET": "use DATASET.TRAIN_CSV and DATASET.TRAIN_IMAGE_DIR",
     "DATASET.TEST_SET": "use DATASET.TEST_CSV and DATASET.TEST_IMAGE_DIR",
     "DATASET.DATA_FORMAT": "images are read by their content",
@@ -301,12 +300,8 @@ COMPAT_KEYS: dict[str, str] = {
     "TRAIN.CHECKPOINT": "use AUTO_RESUME (it resumes from the run folder's checkpoint.pth)",
     "TEST.USE_GT_BBOX": "the boxes come from TEST.BOX_SOURCE: file (DATASET.BOX_FILE, stage "
     "one's boxes, which the competition's USE_GT_BBOX true read) or truth (TRUTH_CSV extents)",
-    "TEST.IMAGE_THRE": _UNUSED_COCO,
     "TEST.NMS_THRE": _UNUSED_COCO,
     "TEST.SOFT_NMS": _UNUSED_COCO,
-    "TEST.OKS_THRE": _UNUSED_COCO,
-    "TEST.IN_VIS_THRE": _UNUSED_COCO,
-    "TEST.COCO_BBOX_FILE": _UNUSED_COCO,
     "TEST.BBOX_THRE": _UNUSED_COCO,
     "DEBUG.DEBUG": _DEBUG_IMAGES,
     "DEBUG.SAVE_BATCH_IMAGES_GT": _DEBUG_IMAGES,

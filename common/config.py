@@ -276,7 +276,8 @@ _C.GESTURE.REFINER.PAIRS = [
 # Keys kept only so that the official HRNet and the competition's YAMLs load: nothing reads
 # them. Each maps to what to do instead; setting one to another value than its default logs a
 # warning (common/config_check.py).
-_UNUSED_COCO = "nothing reads it (COCO test people: TEST.COCO_BBOX_FILE, IMAGE_THRE, IN_VIS_THRE, OKS_THRE)"
+_UNUSED_COCO = ("nothing reads it (COCO test people: TEST.COCO_BBOX_FILE, IMAGE_THRE, "
+                "IN_VIS_THRE, OKS_THRE)")
 _DEBUG_IMAGES = "use DEBUG.NUM_SAMPLE_IMAGES (prediction pictures drawn each epoch)"
 COMPAT_KEYS: dict[str, str] = {
     "DATA_DIR": "use DATASET.ROOT",

@@ -133,8 +133,6 @@ def test_a_keypoint_checkpoint_under_a_box_config_says_the_model_is_the_wrapped_
 @pytest.mark.parametrize("extra, named", [
     (["TRAIN.LRR", "0.1"], ["TRAIN.LRR", "the command line", "did you mean TRAIN.LR?"]),
     (["TRAIN.END_EPOCH", "abc"], ["TRAIN.END_EPOCH", "the command line", "type int"]),
-    (["DATASET.DROP_REFERENCE_ROWS", "True"], ["DATASET.DROP_REFERENCE_ROWS False",
-                                               "train_df.csv has 10 rows"]),
 ])  # fmt: skip
 def test_config_mistakes_on_the_command_line_are_named(work, extra, named):
     assert_user_error(run_tool("train", "--cfg", KP_CFG, *opts(work), *extra), *named)

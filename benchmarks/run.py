@@ -97,6 +97,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             if "gflops" in row:
                 row["percent_of_peak"] = 100 * row["gflops"] / report["matmul_peak_gflops"]
     print_table(report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(report, indent=1))
     print(f"wrote {args.out}")
     return report

@@ -1,6 +1,6 @@
 """Where the test-time and training time goes, and what each optimisation buys, in one run.
 
-``python tools/benchmark.py [--sizes w32,w48] [--images 8] [--repeats 2] [--out benchmark.json]``
+``python tools/benchmark.py [--sizes w32,w48] [--images 8] [--repeats 2] [--out output/benchmark.json]``
 ``python tools/benchmark.py --quick`` (tiny configs and images: seconds; used by the tests)
 
 On the machine at hand (CUDA when present, else the CPU) and for each size (the W32 256x192 and
@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backends", default="",
                         help="optimised backends (default: fused,onnxruntime on CPU, fused on "
                              "CUDA, where onnxruntime runs on the CPU)")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=Path("benchmark.json"))
+    parser.add_argument("--out", type=Path, default=Path("output/benchmark.json"))
     parser.add_argument("--quick", action="store_true",
                         help="tiny configs, 2 small images, 1 repeat: a smoke run")  # fmt: skip
     args = parser.parse_args(argv)

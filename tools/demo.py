@@ -7,6 +7,7 @@ generate data, train both stages briefly, chain them on the test images, score, 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -64,10 +65,11 @@ def main(argv: list[str] | None = None) -> None:
     common = ["OUTPUT_DIR", str(out / "runs"), "LOG_DIR", str(out / "tensorboard"),
               "DATASET.ROOT", str(data)]  # fmt: skip
     epochs = ["TRAIN.END_EPOCH", str(args.epochs)] if args.epochs else []
+    # --overwrite: each demo trains afresh over the previous demo's runs
     run("stage one: train the box model", "tools/train.py", "--cfg", BBOX_CFG,
-        "--test_option", "False", *common, *epochs)  # fmt: skip
+        "--test_option", "False", "--overwrite", *common, *epochs)  # fmt: skip
     run("stage two: train the keypoint model", "tools/train.py", "--cfg", KEYPOINT_CFG,
-        "--test_option", "False", *common, *epochs)  # fmt: skip
+        "--test_option", "False", "--overwrite", *common, *epochs)  # fmt: skip
 
     bbox_out = output_dir_for(load_config(BBOX_CFG, common + epochs), BBOX_CFG)
     keypoint_out = output_dir_for(load_config(KEYPOINT_CFG, common + epochs), KEYPOINT_CFG)
@@ -88,7 +90,12 @@ def main(argv: list[str] | None = None) -> None:
         "stage one (boxes)": (latest_events(tensorboard, BBOX_CFG), "valid/corner_error"),
         "stage two (keypoints)": (latest_events(tensorboard, KEYPOINT_CFG), "valid/rmse"),
     }, tensorboard / "training_curves.png")  # fmt: skip
+    scores = json.loads((keypoint_out / "pipeline_summary.json").read_text())
     print(f"\nDone in {time.perf_counter() - started:.0f} s.")
+    print(f"box IoU (stage one vs the truth's extent): {scores['box_iou']:.3f}")
+    print(f"keypoint RMSE on predicted boxes (chain):  {scores['rmse']:.2f} px")
+    print(f"keypoint RMSE on ground-truth boxes:       {scores['rmse_gt_boxes']:.2f} px")
+    print(f"mean pose in the true boxes (baseline):    {scores['mean_pose_rmse']:.2f} px")
     print(f"Submission: {keypoint_out / 'result.csv'}")
     print(f"Pictures: {pictures} (worst images: {pictures / 'worst_contact_sheet.jpg'}, "
           f"per-keypoint errors: {pictures / 'keypoint_errors.png'})")

@@ -21,6 +21,9 @@ from common.synthetic.motion import generate_motion_dataset
 from stages import stage_for
 from tests.conftest import ROOT
 
+# every case starts a tool in its own process (about 10 s each on 2 cores)
+pytestmark = pytest.mark.slow
+
 KP_CFG = ROOT / "experiments/keypoint/tiny_cpu_keypoint.yaml"
 BOX_CFG = ROOT / "experiments/bbox/tiny_cpu_bbox.yaml"
 WIDTH, HEIGHT = 128, 72

@@ -90,6 +90,7 @@ def test_a_training_checkpoint_with_inf_is_not_resumed(tmp_path):
         load_training_checkpoint(path)
 
 
+@pytest.mark.slow
 def test_test_tool_refuses_nan_weights_and_keeps_the_old_result(data, tmp_path):
     train(data, tmp_path)
     out = run_folder(data, tmp_path)
@@ -119,6 +120,7 @@ def test_nan_predictions_are_refused_and_collapsed_ones_are_announced(tmp_path, 
 # ------------------------------------------------------------------------- run folders
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_not_overwritten_without_overwrite(data, tmp_path):
     train(data, tmp_path)
     out = run_folder(data, tmp_path)
@@ -131,6 +133,7 @@ def test_a_finished_run_is_not_overwritten_without_overwrite(data, tmp_path):
         "checkpoint.pth", "final_state.pth", "model_best.pth"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool", ["train", "test"])
 def test_a_second_run_into_a_locked_folder_stops_naming_the_holder(data, tmp_path, tool):
     out = run_folder(data, tmp_path)
@@ -172,6 +175,7 @@ def zero_rows(data: Path, tmp_path: Path, rows: list[int]) -> Path:
     return copy
 
 
+@pytest.mark.slow
 def test_rows_without_a_box_are_all_refused_before_a_model_is_built(data, tmp_path):
     broken = zero_rows(data, tmp_path, [2, 5])
     cfg = load_config(KP_CFG, ["DATASET.ROOT", str(broken), "DATASET.DROP_ROWS", "[0]"])

@@ -241,6 +241,12 @@ _C.GESTURE.BATCH_SIZE = 16
 _C.GESTURE.PATIENCE = 50  # epochs without a lower validation loss before stopping
 _C.GESTURE.GRAD_CLIP = 0.0  # max gradient norm; 0 = no clipping
 _C.GESTURE.AMP = True  # mixed precision, used only when CUDA is present
+# CutMix: per training batch with this probability, a random rectangle of each crop is replaced by
+# another crop's, the label mixed by the pasted area (0 = off, as the reference).
+_C.GESTURE.CUTMIX_PROB = 0.0
+# Test-time flip: also predict each mirrored crop, swap its left/right classes (the flip map of
+# the augmentation) and average the two.
+_C.GESTURE.TEST_FLIP = False
 # Rule-based refiner for confusable pairs. PAIRS: [static_id, moving_id, statistic, group];
 # statistic 'tip_x_range' (x of the topmost point, max - min over frames) or 'max_x_range'
 # (max x over points, max - min over frames), both the reference's, or 'size_change' (100 * range

@@ -99,9 +99,12 @@ def test_images_to_submission_on_regressed_keypoints(tmp_path: Path) -> None:
     rescored = load_tool("gesture_report").main([
         "--work", str(tmp_path / "work"), "--rescore", "--report", "rescored.json",
         "--gesture-epochs", "2", "--gesture-image-size", "32",
-        "--gesture-opts", "GESTURE.REFINER.MODE", "pair_mass",
+        "--gesture-opts", "GESTURE.REFINER.MODE", "pair_mass", "--cam", "2",
     ])  # fmt: skip
     assert model.stat().st_mtime_ns == trained_at
+    assert "cam" in report and not report["cam"]  # no --cam, no pictures
+    assert [Path(p).parent for p in rescored["cam"]] == [tmp_path / "work" / "cam"] * 2
+    assert all(Path(p).is_file() for p in rescored["cam"])
     assert (tmp_path / "work" / "rescored.json").is_file() and rescored["data"] == report["data"]
     assert rescored["refiner"]["mode"] == "pair_mass" and rescored["folds"] == 2
     before, after = report["validation"], rescored["validation"]

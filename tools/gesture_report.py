@@ -22,7 +22,8 @@ numbers. Thread count: set ``OMP_NUM_THREADS``. ``--rescore`` reuses a finished 
 refits and rescores only the refiner (settings from ``--gesture-opts``; the classifier's
 validation probabilities were saved by training) and predicts the test clips again, so refiner
 settings are compared on the same data, stages and classifier in seconds (``--report`` names
-each result file).
+each result file). ``--cam [N]`` draws Grad-CAM pictures of the N (6) validation clips whose true
+class got the lowest probability into ``<work>/cam`` (:mod:`common.gesture.cam`).
 
 The refiner's fist pairs get separate groups here (one hand: 146/163, both hands: 171/191; the
 reference pooled them): the stages regress one hand per frame, so the two-hand clips' statistics
@@ -46,6 +47,7 @@ import _bootstrap  # noqa: F401
 
 from common.cli import run_tool
 from common.config import load_config
+from common.gesture.cam import worst_validation_cams
 from common.gesture.hand_keypoints import TRAIN_LIST_NAME
 from common.gesture.refiner_folds import fit_and_score_refiner
 from common.gesture.report import keypoint_errors, pair_statistics, print_summary
@@ -187,8 +189,19 @@ def main(argv: list[str] | None = None) -> dict:
         default=[],
         help="more KEY VALUE overrides of the gesture config",
     )
+    parser.add_argument(
+        "--cam",
+        type=int,
+        nargs="?",
+        const=6,
+        default=0,
+        metavar="N",
+        help="Grad-CAM pictures of the N (6) worst validation clips into <work>/cam",
+    )
     args = parser.parse_args(argv)  # fmt: skip
 
+    if args.cam < 0:
+        parser.error(f"--cam {args.cam}: the number of clips must be 0 or more")
     work = args.work.resolve()
     data = work / "data"
     if args.rescore:
@@ -231,6 +244,9 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         metrics = _tool("train").main(["--cfg", str(GESTURE_CFG), *gesture_opts])
     seconds["classifier"] = time.perf_counter() - started
+    pictures = (
+        worst_validation_cams(gesture_cfg, gesture_dir, work / "cam", args.cam) if args.cam else []
+    )
 
     started = _step("test clips")
     test_tool = _tool("test")
@@ -267,6 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
     report["score_tool"] = _score_tool(submission, data / "test_answer.csv")
     report["keypoint_error"] = keypoint_errors(data, result_csv)
     report["pair_statistics"] = pair_statistics(data, result_csv, gesture_dir)
+    report["cam"] = [str(path) for path in pictures]
     seconds["test"] = time.perf_counter() - started
     report["seconds"] = {name: round(value, 1) for name, value in seconds.items()}
     atomic_write_text(work / args.report, json.dumps(report, indent=1))

@@ -124,16 +124,33 @@ def frame_loader(dataset: Dataset, cfg: CfgNode, shuffle: bool, epoch: int) -> D
     )
 
 
+def flip_permutation(flip_map: dict[int, int], num_classes: int) -> torch.Tensor:
+    """Index ``i`` -> the class a mirrored image of class ``i`` shows (itself if unpaired)."""
+    return torch.tensor([flip_map.get(i, i) for i in range(num_classes)])
+
+
 @torch.no_grad()
 def predict_frames(
-    models: Sequence[nn.Module], loader: DataLoader, device: torch.device
+    models: Sequence[nn.Module],
+    loader: DataLoader,
+    device: torch.device,
+    flip_map: dict[int, int] | None = None,
 ) -> np.ndarray:
-    """(frames, classes) softmax, averaged over the models."""
+    """(frames, classes) softmax, averaged over the models.
+
+    With ``flip_map`` (test-time flip) each model also sees the mirrored images; their softmax,
+    with every left/right class swapped to its partner, is averaged with the plain one.
+    """
     for model in models:
         model.eval()
     outputs = []
     for images, _ in loader:
         images = images.to(device)
         probs = torch.stack([torch.softmax(model(images).float(), dim=1) for model in models])
+        if flip_map is not None:
+            mirrored = images.flip(-1)
+            flipped = torch.stack([torch.softmax(m(mirrored).float(), dim=1) for m in models])
+            swap = flip_permutation(flip_map, probs.shape[-1]).to(device)
+            probs = (probs + flipped[..., swap]) / 2
         outputs.append(probs.mean(0).cpu().numpy())
     return np.concatenate(outputs).astype(np.float64)

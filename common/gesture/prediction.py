@@ -42,6 +42,7 @@ from common.gesture.frames import (
 )
 from common.gesture.hand_keypoints import stage_keypoints_of_clips
 from common.gesture.model import build_classifier
+from common.gesture.poses import build_flip_pairs, flip_class_map
 from common.gesture.refiner import GroupThreshold, RefinerPair, refine
 from common.gesture.refiner_thresholds import THRESHOLDS_NAME, load_thresholds
 from common.gesture.scoring import mean_by_clip, score_clips
@@ -159,9 +160,16 @@ def load_fold_models(cfg: CfgNode, output_dir: Path, device: torch.device) -> li
 def predict_clips(
     cfg: CfgNode, models: list[nn.Module], inputs: GestureTestInputs, device: torch.device
 ) -> GesturePredictions:
-    """Each clip's mean softmax over its frames, averaged over the fold models."""
-    dataset = GestureFrames(inputs.items, crop_margins(cfg), cfg.GESTURE.IMAGE_SIZE, False)
-    frame_probs = predict_frames(models, frame_loader(dataset, cfg, False, 0), device)
+    """Each clip's mean softmax over its frames, averaged over the fold models (and, with
+    GESTURE.TEST_FLIP, over each frame and its mirror with the left/right classes swapped)."""
+    g = cfg.GESTURE
+    flip_map = None
+    if g.TEST_FLIP:
+        class_ids, pose_table = class_ids_of(cfg)
+        pairs, _ = build_flip_pairs(pose_table, g.FLIP_EXCLUDE_IDS, g.FLIP_NAME_OVERRIDES)
+        flip_map = flip_class_map(pairs, class_ids)
+    dataset = GestureFrames(inputs.items, crop_margins(cfg), g.IMAGE_SIZE, False)
+    frame_probs = predict_frames(models, frame_loader(dataset, cfg, False, 0), device, flip_map)
     clip_means = mean_by_clip(frame_probs, [item.clip for item in inputs.items])
     probs = np.stack([clip_means[number] for number in range(len(inputs.clips))])
     return GesturePredictions(inputs, probs, len(models))

@@ -30,6 +30,7 @@ from yacs.config import CfgNode
 
 from common.checkpoint import save_atomic
 from common.distributed import default_device
+from common.gesture.cutmix import cutmix_batch, mixed_loss
 from common.gesture.data import read_clips
 from common.gesture.files import MODEL_NAME, VALIDATION_PROBS_NAME, class_ids_of, data_root
 from common.gesture.folds import assign_folds
@@ -86,17 +87,19 @@ def _train_fold(
     val_labels = np.array([item.label for item in val_items])
     fold_dir = output_dir / f"fold_{fold}"
     best_loss, best_epoch, best_probs, stale = float("inf"), -1, None, 0
+    mix_generator = torch.Generator().manual_seed(cfg.RANDOMSEED + fold)
     for epoch in range(g.EPOCHS):
         start = time.time()
         model.train()
         total_loss, correct, seen = 0.0, 0, 0
         for images, labels in frame_loader(train_set, cfg, True, epoch):
             images, labels = images.to(device), labels.to(device)
+            images, partner_labels, lam = cutmix_batch(images, labels, g.CUTMIX_PROB, mix_generator)
             schedule.before_step()
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, enabled=use_amp):
                 logits = model(images)
-                loss = criterion(logits, labels)
+                loss = mixed_loss(criterion, logits, labels, partner_labels, lam)
             scaler.scale(loss).backward()
             if g.GRAD_CLIP > 0:
                 scaler.unscale_(optimizer)

@@ -1,6 +1,7 @@
 """Where the test-time and training time goes, and what each optimisation buys, in one run.
 
-``python tools/benchmark.py [--sizes w32,w48] [--images 8] [--repeats 2] [--out output/benchmark.json]``
+``python tools/benchmark.py [--sizes w32,w48] [--images 8] [--repeats 2] [--out FILE]`` (JSON:
+``output/benchmark.json`` by default)
 ``python tools/benchmark.py --quick`` (tiny configs and images: seconds; used by the tests)
 
 On the machine at hand (CUDA when present, else the CPU) and for each size (the W32 256x192 and

@@ -68,6 +68,7 @@ def coco_motion(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_coco_set_trains_and_beats_the_mean_pose(coco_motion, tmp_path, capsys):
     run = _train_and_test(coco_motion, tmp_path, "TRAIN.END_EPOCH", "15")
     results = run / "keypoints_test_results.json"
@@ -89,6 +90,7 @@ def test_coco_set_trains_and_beats_the_mean_pose(coco_motion, tmp_path, capsys):
     assert ap > baseline_ap
 
 
+@pytest.mark.slow
 def test_user_five_keypoint_set_trains_and_predicts(coco_motion, tmp_path, capsys):
     yaml_path = tmp_path / "five.yaml"
     yaml_path.write_text(

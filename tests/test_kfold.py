@@ -31,6 +31,7 @@ def test_folds_cover_every_image_once_and_keep_each_subject_in_one_fold() -> Non
         group_folds(names_of([1, 2]), 3, seed=42)
 
 
+@pytest.mark.slow
 def test_train_folds_writes_fold_runs_and_the_out_of_fold_rmse(tiny_motion, tmp_path, capsys):
     extra = ("TRAIN.END_EPOCH", "1", "MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.HEATMAP_SIZE",
              "[16, 16]", "MODEL.SIGMA", "1")  # a third of the tiny config's pixels

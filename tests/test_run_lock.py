@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LOGGER = logging.getLogger("test.run_lock")
 
 WRITER = """
-import sys, time
+import signal, sys, time
+# as a program started from a terminal: a background job inherits SIGINT ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {root!r})
 from common.io import atomic_path
 with atomic_path({target!r}) as tmp:

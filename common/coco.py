@@ -51,18 +51,24 @@ def _fail(source: str, where: str, field: str, what: str) -> CocoFormatError:
     return CocoFormatError(f"{source}: {where}, field '{field}': {what}")
 
 
-def read_coco_json(path: str | Path) -> dict:
-    """Parse a COCO file (no validation); a missing or broken file is a clear error."""
+def read_json_file(path: str | Path, what: str, kind: type, expected: str) -> Any:
+    """A JSON file whose top level is ``kind``; a missing, unreadable or other-shaped file is
+    one clear error naming ``what`` it should be and what was ``expected``."""
     path = Path(path)
     if not path.is_file():
-        raise CocoFormatError(f"COCO file not found: {path}")
+        raise CocoFormatError(f"{what} not found: {path}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise CocoFormatError(f"{path}: cannot read as JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise CocoFormatError(f"{path}: expected a JSON object with images/annotations")
+    if not isinstance(data, kind):
+        raise CocoFormatError(f"{path}: expected {expected}")
     return data
+
+
+def read_coco_json(path: str | Path) -> dict:
+    """Parse a COCO file (no validation); a missing or broken file is a clear error."""
+    return read_json_file(path, "COCO file", dict, "a JSON object with images/annotations")
 
 
 def _check_list(data: Mapping, key: str, source: str) -> list:
@@ -246,15 +252,7 @@ def keypoint_results(image_ids: Iterable[int], keypoints: np.ndarray, scores: np
 def read_keypoint_results(path: str | Path, truth: Mapping, joints: int) -> list[dict]:
     """Read and check a COCO keypoint results file against its (validated) truth: a list of
     ``{image_id, category_id, keypoints (3 * joints numbers), score}``, every image known."""
-    path = Path(path)
-    if not path.is_file():
-        raise CocoFormatError(f"results file not found: {path}")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise CocoFormatError(f"{path}: cannot read as JSON: {error}") from error
-    if not isinstance(results, list):
-        raise CocoFormatError(f"{path}: expected a list of keypoint results")
+    results = read_json_file(path, "results file", list, "a list of keypoint results")
     image_ids = {image["id"] for image in truth["images"]}
     for index, result in enumerate(results):
         where = f"result {index}"

@@ -10,7 +10,6 @@ file. The test file is ``VAL_JSON`` when ``DATASET.TEST_SET`` is ``val``, else `
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from common.coco import (
     load_coco_keypoints,
     person_records,
     read_coco_json,
+    read_json_file,
     validate_coco,
 )
 from common.io import ImageReadError, check_images
@@ -113,14 +113,8 @@ class PeopleToPredict:
 
 def _detections(cfg: CfgNode, images: dict[int, dict], category_id: int) -> list[tuple]:
     path = dataset_root(cfg) / cfg.TEST.COCO_BBOX_FILE
-    if not path.is_file():
-        raise CocoFormatError(f"TEST.COCO_BBOX_FILE: detection results not found: {path}")
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise CocoFormatError(f"{path}: cannot read as JSON: {error}") from error
-    if not isinstance(entries, list):
-        raise CocoFormatError(f"{path}: expected a list of {{image_id, category_id, bbox, score}}")
+    entries = read_json_file(path, "TEST.COCO_BBOX_FILE: detection results", list,
+                             "a list of {image_id, category_id, bbox, score}")  # fmt: skip
     people = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or entry.get("image_id") not in images:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from yacs.config import CfgNode
 
+from common.box_files import clean_box
 from common.errors import ConfigError, MissingFileError
 from common.io import ImageReadError, check_images, set_max_image_pixels
 from common.keypoint_config import config_keypoint_set
@@ -146,11 +147,8 @@ def _check_boxes_usable(
     on one point or one line, e.g. a row of zeros, or a box starting past the image's edge):
     such a sample would stop training in the middle of an epoch. Every bad row is listed."""
     boxes = keypoint_extent_boxes(keypoints)
-    usable = (
-        (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
-        & (boxes[:, 0] <= sizes[:, 0] - 1) & (boxes[:, 1] <= sizes[:, 1] - 1)
-    )  # fmt: skip
-    bad = np.flatnonzero(~usable)
+    bad = np.array([r for r, (box, (width, height)) in enumerate(zip(boxes, sizes, strict=True))
+                    if clean_box(box, width, height) is None], dtype=np.int64)  # fmt: skip
     if not bad.size:
         return
     described = [

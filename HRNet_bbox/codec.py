@@ -4,7 +4,8 @@ in the image's own pixels (decode), and the loss weights of the 'reference' head
 Targets are the corners x1, y1, x2, y2 in the head's units: fractions of the input width and
 height for 'pooled', input pixels for 'reference' (``head_scale``). Decoding divides by the same
 factors, scales the fractions by each image's own size and sanitises the corners into a valid
-``[x, y, w, h]`` box inside the image.
+``[x, y, w, h]`` box inside the image. ``TEST.REFERENCE_BOXES`` writes the competition's boxes
+instead (``reference_boxes_xywh``).
 
 The 'reference' loss scales both sides to original pixels, as the reference did: x by
 ``width / INPUT_SIZE`` and y by ``height / INPUT_SIZE`` when ``INPUT_SIZE`` > 0 (the reference's
@@ -63,17 +64,29 @@ def sanitize_boxes_xyxy(boxes_xyxy: np.ndarray, image_sizes_wh: np.ndarray) -> n
     return out
 
 
-class BoxCodec:
-    """Encoding and decoding for one head (``MODEL.BBOX_HEAD``) and input size ([w, h])."""
+def reference_boxes_xywh(boxes_xyxy: np.ndarray) -> np.ndarray:
+    """Corners (N, 4) -> ``[x1, y1, |x2 - x1|, |y2 - y1|]`` as the competition's test script
+    wrote them: the first corner even when it is the larger, nothing clipped. Stage two's
+    official cleaning then clips at the last pixel, so a box crossing the right or bottom edge
+    gives a crop one pixel longer than the sanitised box's (which is clipped first, then loses
+    the cleaning's pixel)."""
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], np.abs(boxes[:, 2:] - boxes[:, :2])], axis=1)
 
-    def __init__(self, head: str, input_size: Sequence[int]) -> None:
+
+class BoxCodec:
+    """Encoding and decoding for one head (``MODEL.BBOX_HEAD``) and input size ([w, h]);
+    ``reference_boxes`` decodes to the competition's unclipped boxes."""
+
+    def __init__(self, head: str, input_size: Sequence[int], reference_boxes: bool = False) -> None:
         self.head = head
         self.input_size = tuple(int(v) for v in input_size)
         self.scale = head_scale(head, self.input_size)
+        self.reference_boxes = reference_boxes
 
     @classmethod
     def from_cfg(cls, cfg: CfgNode) -> BoxCodec:
-        return cls(cfg.MODEL.BBOX_HEAD, cfg.MODEL.IMAGE_SIZE)
+        return cls(cfg.MODEL.BBOX_HEAD, cfg.MODEL.IMAGE_SIZE, bool(cfg.TEST.REFERENCE_BOXES))
 
     def encode(self, box_xywh: np.ndarray) -> np.ndarray:
         """A box ``[x, y, w, h]`` in input pixels -> the head's target (4,) float32."""
@@ -98,7 +111,10 @@ class BoxCodec:
                 f"the model predicted a non-finite box for {sources[bad[0]]}: "
                 f"{corners[bad[0]].tolist()} (are the weights broken?)"
             )
-        return sanitize_boxes_xyxy(corners * np.tile(sizes_wh, 2), sizes_wh)
+        corners = corners * np.tile(sizes_wh, 2)
+        if self.reference_boxes:
+            return reference_boxes_xywh(corners)
+        return sanitize_boxes_xyxy(corners, sizes_wh)
 
 
 def loss_weights(cfg: CfgNode, meta: dict) -> torch.Tensor:

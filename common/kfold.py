@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import GroupKFold
-from tensorboardX import SummaryWriter
 from yacs.config import CfgNode
 
 from common.checkpoint import BEST_NAME
@@ -41,6 +39,8 @@ def group_folds(names: Sequence[str], folds: int, seed: int) -> list[np.ndarray]
             f"--folds {folds}: need at least 2 folds and no more folds than subjects "
             f"({count} in the training table); lower --folds"
         )
+    from sklearn.model_selection import GroupKFold  # slow to import: k-fold runs only
+
     splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     return [np.sort(held) for _, held in splitter.split(np.zeros(len(groups)), groups=groups)]
 
@@ -71,6 +71,8 @@ def train_folds(cfg: CfgNode, stage_functions: Any, run: TrainRun) -> dict:
         val = table.subset(val_idx)
         model = engine.build_model(cfg, is_train=True, logger=logger)
         stage = engine.build_stage(cfg, model, table.subset(train_idx), val, device)
+        from tensorboardX import SummaryWriter  # training only: test runs skip its import
+
         writer = SummaryWriter(str(tb_dir / f"fold{k}"))
         try:
             fit(cfg, stage, fold_dir, logger, writer, device, on_epoch_end=on_epoch_end)

@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from common.errors import ConfigError
 
@@ -16,6 +15,9 @@ HOLDOUT_RATIO = 0.1  # the reference's --test_option True hold-out
 def _split(
     indices: np.ndarray, ratio: float, seed: int, groups: np.ndarray | None, held_name: str
 ):
+    # scikit-learn takes about 1.4 s to import: only training runs pay it.
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
     units = len(indices) if groups is None else len(np.unique(groups[indices]))
     what = "images" if groups is None else "groups (subjects)"
     if math.ceil(ratio * units) >= units:  # scikit-learn's own rounding of the held-out share

@@ -19,7 +19,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from tensorboardX import SummaryWriter
 from torch import nn
 from torch.utils.data import Dataset
 from yacs.config import CfgNode
@@ -122,6 +121,8 @@ def train_on_table(
     stage = build_stage(
         cfg, model, table.subset(splits["train"]), table.subset(splits["val"]), run.device
     )
+    from tensorboardX import SummaryWriter  # training only: test runs skip its import
+
     writer = SummaryWriter(str(run.tb_dir)) if run.main_process else None
     try:
         summary = fit(cfg, stage, output_dir, logger, writer, run.device,

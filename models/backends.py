@@ -55,6 +55,27 @@ class ChannelsLast(nn.Module):
         return self.model(images.contiguous(memory_format=torch.channels_last)).contiguous()
 
 
+class BatchStatistics(nn.Module):
+    """Runs ``model`` with its batch norm on each batch's own statistics whatever ``eval()``
+    says: what the competition's test scripts did by never calling ``model.eval()``
+    (``TEST.BN_BATCH_STATS``, for reproducing them)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.train(False)
+
+    def train(self, mode: bool = True) -> BatchStatistics:
+        super().train(mode)
+        for module in self.model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.train(True)
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+
 class OnnxRuntimeModel(nn.Module):
     """An onnxruntime CPU session behind the ``nn.Module`` call: tensor in, tensor out.
 
@@ -212,6 +233,9 @@ def _check_backend(cfg: CfgNode) -> str:
     backend = str(cfg.TEST.BACKEND)
     if backend not in BACKENDS:
         raise ConfigError(f"TEST.BACKEND must be one of {list(BACKENDS)}, got {backend!r}")
+    if cfg.TEST.BN_BATCH_STATS and backend != "torch":
+        raise ConfigError(f"TEST.BN_BATCH_STATS True needs TEST.BACKEND torch, got {backend!r}: "
+                          "the other backends fold batch norm into the convolutions")
     return backend
 
 
@@ -264,7 +288,7 @@ def prepare_inference_model(
     backend = _check_backend(cfg)
     model = model.eval()
     if backend == "torch":
-        return model
+        return BatchStatistics(model) if cfg.TEST.BN_BATCH_STATS else model
     shape = tuple(example_input_shape) if example_input_shape else input_shape_for(cfg)
     if backend == "fused":
         with _one_thread():
@@ -288,8 +312,9 @@ def load_inference_model(
         cached = cached_export_path(weights_path, cfg, shape)
         if cached.is_file():
             return OnnxRuntimeModel(cached, keep_optimized=True).eval()
-    model = build()
-    load_state_dict_strict(model, weights_path)
+    with torch.device("meta"):  # no time spent on an init that the weights overwrite
+        model = build()
+    load_state_dict_strict(model, weights_path, assign=True)
     model = model.to(device).eval()
     return prepare_inference_model(model, cfg, weights_path=weights_path, inplace=True)
 

@@ -203,11 +203,14 @@ def _mismatch_hints(unexpected: list[str], missing: list[str],
 
 
 def load_state_dict_strict(model: nn.Module,
-                           path_or_state_dict: str | Path | Mapping[str, torch.Tensor]) -> None:
+                           path_or_state_dict: str | Path | Mapping[str, torch.Tensor],
+                           assign: bool = False) -> None:  # fmt: skip
     """Load trained weights for testing; any missing, extra or reshaped tensor is an error.
 
     Only BN ``num_batches_tracked`` counters may be absent (older files lack them; they do not
-    change an evaluation).
+    change an evaluation). ``assign``: the model's tensors become the loaded ones instead of
+    being copied into, for a model built on the meta device; counters the
+    file lacks are then made as zeros.
     """
     if isinstance(path_or_state_dict, Mapping):
         source = "the state dict"
@@ -236,4 +239,9 @@ def load_state_dict_strict(model: nn.Module,
         if hints:
             message += ". Hint: " + "; ".join(hints)
         raise CheckpointMismatchError(message)
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict(state, strict=False, assign=assign)
+    if assign:
+        for module in model.modules():
+            for name, buffer in module.named_buffers(recurse=False):
+                if buffer.is_meta:
+                    module.register_buffer(name, torch.zeros(buffer.shape, dtype=buffer.dtype))

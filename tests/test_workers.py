@@ -29,7 +29,7 @@ def test_a_larger_request_is_capped_and_said_once(two_cpus, caplog):
     assert messages == ["WORKERS 24: using 2 DataLoader workers, the usable CPUs of this machine"]
 
 
-def test_the_loader_of_both_stages_uses_the_cap(two_cpus):
+def test_the_training_loader_of_both_stages_uses_the_cap(two_cpus):
     import torch
     from torch.utils.data import TensorDataset
 
@@ -37,8 +37,23 @@ def test_the_loader_of_both_stages_uses_the_cap(two_cpus):
     from common.trainer import make_loader
 
     cfg = load_config(None, ["WORKERS", "24"])
-    loader = make_loader(TensorDataset(torch.zeros(4, 1)), cfg, train=False)
+    loader = make_loader(TensorDataset(torch.zeros(4, 1)), cfg, train=True)
     assert loader.num_workers == 2
+
+
+def test_test_loaders_on_the_cpu_use_no_workers(two_cpus, monkeypatch):
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from common.config import load_config
+    from common.trainer import make_loader
+
+    cfg = load_config(None, ["WORKERS", "24"])
+    dataset = TensorDataset(torch.zeros(4, 1))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert make_loader(dataset, cfg, train=False).num_workers == 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert make_loader(dataset, cfg, train=False).num_workers == 2
 
 
 def test_usable_cpus_is_at_least_one():

@@ -3,6 +3,9 @@
 ``python tools/benchmark.py [--sizes w32,w48] [--images 8] [--repeats 2] [--out FILE]`` (JSON:
 ``output/benchmark.json`` by default)
 ``python tools/benchmark.py --quick`` (tiny configs and images: seconds; used by the tests)
+``python tools/benchmark.py --against-reference [--sizes w32,w48] [--images 16] [--rounds 3]
+[--profile 15]``: the project's chain against the reference chain, whole processes side by side
+(``benchmarks/against_reference.py``; JSON: ``output/against_reference.json``)
 
 On the machine at hand (CUDA when present, else the CPU) and for each size (the W32 256x192 and
 the leaderboard W48 384x288 box + keypoint configs, random weights with random batch-norm
@@ -42,19 +45,23 @@ measured during the run.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
+from benchmarks.against_reference import run_against_reference
 from benchmarks.rows import SIZES
 from benchmarks.run import run_benchmark
 from common.cli import run_tool
+from common.io import atomic_write_text
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="w32,w48", help=f"comma list of {sorted(SIZES)}")
-    parser.add_argument("--images", type=int, default=8, help="synthetic test images")
+    parser.add_argument("--images", type=int, help="synthetic test images (default 8; 16 with "
+                        "--against-reference)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per figure (best kept)")
     parser.add_argument("--image-size", default="1920x1080", help="synthetic image WxH")
     parser.add_argument("--train-batch", type=int, default=2, help="training step batch")
@@ -62,19 +69,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backends", default="",
                         help="optimised backends (default: fused,onnxruntime on CPU, fused on "
                              "CUDA, where onnxruntime runs on the CPU)")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=Path("output/benchmark.json"))
+    parser.add_argument("--out", type=Path, help="JSON report (default output/benchmark.json, "
+                        "output/against_reference.json with --against-reference)")
+    parser.add_argument("--against-reference", action="store_true",
+                        help="time the chain against the reference chain, whole processes")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="--against-reference: alternating rounds (best and median kept)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="--against-reference: also profile one run of the reference, the "
+                             "plain and the last chain variant; print each process's top N")
     parser.add_argument("--quick", action="store_true",
                         help="tiny configs, 2 small images, 1 repeat: a smoke run")  # fmt: skip
     args = parser.parse_args(argv)
+    against = args.against_reference
+    if args.images is None:
+        args.images = 16 if against else 8
+    if args.out is None:
+        args.out = Path("output/against_reference.json" if against else "output/benchmark.json")
     if args.quick:
-        args.sizes, args.images, args.repeats = "tiny", 2, 1
+        args.sizes, args.images, args.repeats, args.rounds = "tiny", 2, 1, 1
         args.image_size, args.matmul_size = "320x180", 256
     return args
 
 
-
 def main(argv: list[str] | None = None) -> dict:
-    return run_benchmark(parse_args(argv))
+    args = parse_args(argv)
+    if not args.against_reference:
+        return run_benchmark(args)
+    report = run_against_reference(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+    return report
 
 
 if __name__ == "__main__":

@@ -147,3 +147,18 @@ def test_against_reference_quick_times_every_variant(tmp_path):
         assert report["variants"][variant]["best_s"] > 0
         assert report["parity"][variant]["result_csv_max_abs_px"] <= 0.05
         assert report["parity"][variant]["boxes_max_abs_px"] <= 0.05
+
+
+def test_onnxruntime_splits_a_batch_across_cores_without_changing_a_number(tmp_path):
+    from models.backends import OnnxRuntimeModel, export_onnx
+
+    model, cfg = tiny_keypoint_model()
+    shape = (1, 3, *reversed(cfg.MODEL.IMAGE_SIZE))
+    onnx_path = export_onnx(model.eval(), tmp_path / "model.onnx", shape)
+    images = torch.randn(5, *shape[1:])
+    one_core = OnnxRuntimeModel(onnx_path, threads=1)(images)
+    split = OnnxRuntimeModel(onnx_path, threads=2)
+    assert torch.equal(split(images), one_core)  # chunks of 3 and 2, one per thread
+    assert split._single_image_session is None
+    torch.testing.assert_close(split(images[:1]), one_core[:1])  # the multi-threaded session
+    assert split._single_image_session is not None

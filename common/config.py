@@ -159,8 +159,17 @@ _C.TEST.SCALES = [1.0]
 _C.TEST.MODEL_FILE = ""
 # Inference backend: 'torch' (plain), 'fused' (BN folded into convs, channels-last) or
 # 'onnxruntime' (CPU); ONNX_FILE names an exported model to use instead of exporting anew.
+# 'onnxruntime-int8' (issue 16): the export quantised to int8 (models/quantize.py), calibrated
+# once on INT8_CALIBRATION_IMAGES training images (a draw seeded by RANDOMSEED, cropped as the
+# test path crops) and cached beside it; it needs the training set under DATASET.ROOT the first
+# time. RMSE_CHANGE_INT8
 _C.TEST.BACKEND = "torch"
 _C.TEST.ONNX_FILE = ""
+_C.TEST.INT8_CALIBRATION_IMAGES = 32
+# bfloat16 autocast for the 'torch' and 'fused' forwards (outputs back in float32); refused with
+# the onnxruntime backends, since onnxruntime's CPU provider has no bfloat16 convolutions.
+# Off by default: RMSE_CHANGE_BF16
+_C.TEST.BF16 = False
 # Stage one at test time on its own (tools/test.py, validation): the reduced decode of
 # DATASET.REDUCED_DECODE. Off by default, so the two-step way and tools/pipeline.py (which
 # decodes each image once, whole, for both stages) give the same boxes.

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from yacs.config import CfgNode
 
 from common.box_files import write_box_annotations
+from common.calibration import calibration_provider
 from common.checkpoint import BEST_NAME
 from common.io import read_image
 from common.metrics import box_iou, corner_error
@@ -148,9 +149,13 @@ def build_stage(
 
 def load_model_for_test(cfg: CfgNode, output_dir: Path, device: torch.device) -> torch.nn.Module:
     """The box model from ``TEST.MODEL_FILE`` or ``<output_dir>/model_best.pth``, strictly
-    (never the pretrained file), run by ``TEST.BACKEND`` (models/backends.py)."""
+    (never the pretrained file), run by ``TEST.BACKEND`` (models/backends.py);
+    'onnxruntime-int8' calibrates on whole training images, as the test path reads them."""
     weights = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else output_dir / BEST_NAME
-    return load_inference_model(lambda: build_model(cfg, is_train=False), cfg, weights, device)
+    calibration = calibration_provider(
+        cfg, lambda table: WholeImageBoxDataset(cfg, table.paths, None, is_train=False))
+    return load_inference_model(lambda: build_model(cfg, is_train=False), cfg, weights, device,
+                                calibration)  # fmt: skip
 
 
 def write_test_annotation(

@@ -13,6 +13,7 @@ import torch
 from yacs.config import CfgNode
 
 from common.box_files import read_box_annotations
+from common.calibration import calibration_provider
 from common.checkpoint import BEST_NAME
 from common.coco import keypoint_results, write_json
 from common.coco_data import coco_test_people
@@ -205,9 +206,13 @@ def _check_record_sizes(
 
 def load_model_for_test(cfg: CfgNode, output_dir: Path, device: torch.device) -> torch.nn.Module:
     """The stage-two model from ``TEST.MODEL_FILE`` or ``<output_dir>/model_best.pth``, strictly,
-    run by ``TEST.BACKEND`` (models/backends.py)."""
+    run by ``TEST.BACKEND`` (models/backends.py); 'onnxruntime-int8' calibrates on training
+    images cropped on their boxes, as the test path crops."""
     weights = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else output_dir / BEST_NAME
-    return load_inference_model(lambda: build_model(cfg, is_train=False), cfg, weights, device)
+    calibration = calibration_provider(
+        cfg, lambda table: BoxDataset(cfg, table.paths, table_boxes(table)))
+    return load_inference_model(lambda: build_model(cfg, is_train=False), cfg, weights, device,
+                                calibration)  # fmt: skip
 
 
 @dataclass

@@ -11,6 +11,12 @@
   never built. onnxruntime's optimised graph of a cached export is kept beside it too
   (``<export>.optimized-<machine>.onnx`` and its memory-mapped weights ``<that>.data``), which
   opens a session in a tenth of the time.
+- ``'onnxruntime-int8'``: that export quantised to int8 (``models/quantize.py``), calibrated on
+  training images once and cached beside it. Its answers differ from fp32 by the rounding, so
+  it is not in ``BACKENDS``, the backends that give the plain answers.
+
+``TEST.BF16`` runs the 'torch' and 'fused' forwards under bfloat16 autocast (``Bfloat16``);
+onnxruntime's CPU provider has no bfloat16 convolutions, so it is refused there.
 
 Each backend is an ``nn.Module`` called on an NCHW float tensor that returns a tensor, so the
 prediction code is the same for all of them.
@@ -37,9 +43,12 @@ from yacs.config import CfgNode
 from common.errors import ConfigError, MissingFileError
 from common.io import atomic_path, replace_durably
 from models.fuse import fuse_conv_bn
+from models.quantize import INT8_BACKEND, CalibrationInputs, int8_export
+from models.test_modes import BatchStatistics, Bfloat16
 from models.weights import load_state_dict_strict
 
 BACKENDS = ("torch", "fused", "onnxruntime")
+ONNX_BACKENDS = ("onnxruntime", INT8_BACKEND)
 ONNX_OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -54,27 +63,6 @@ class ChannelsLast(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images.contiguous(memory_format=torch.channels_last)).contiguous()
-
-
-class BatchStatistics(nn.Module):
-    """Runs ``model`` with its batch norm on each batch's own statistics whatever ``eval()``
-    says: what the competition's test scripts did by never calling ``model.eval()``
-    (``TEST.BN_BATCH_STATS``, for reproducing them)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.train(False)
-
-    def train(self, mode: bool = True) -> BatchStatistics:
-        super().train(mode)
-        for module in self.model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.train(True)
-        return self
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
 
 
 class OnnxRuntimeModel(nn.Module):
@@ -261,16 +249,31 @@ def optimized_graph_path(onnx_path: str | Path) -> Path:
 
 def _check_backend(cfg: CfgNode) -> str:
     backend = str(cfg.TEST.BACKEND)
-    if backend not in BACKENDS:
-        raise ConfigError(f"TEST.BACKEND must be one of {list(BACKENDS)}, got {backend!r}")
+    if backend not in (*BACKENDS, INT8_BACKEND):
+        raise ConfigError(f"TEST.BACKEND must be one of {[*BACKENDS, INT8_BACKEND]}, "
+                          f"got {backend!r}")  # fmt: skip
     if cfg.TEST.BN_BATCH_STATS and backend != "torch":
         raise ConfigError(f"TEST.BN_BATCH_STATS True needs TEST.BACKEND torch, got {backend!r}: "
                           "the other backends fold batch norm into the convolutions")
+    if cfg.TEST.BF16 and backend in ONNX_BACKENDS:
+        raise ConfigError(f"TEST.BF16 runs torch's forward in bfloat16 and TEST.BACKEND {backend} "
+                          "has none (onnxruntime's CPU provider has no bfloat16 convolutions): "
+                          "use TEST.BACKEND fused or torch with TEST.BF16, or TEST.BF16 False")
     return backend
 
 
-def _given_onnx_file(cfg: CfgNode, input_shape: Sequence[int]) -> OnnxRuntimeModel:
-    """The session of ``TEST.ONNX_FILE``, checked against the config's input size."""
+def _session(onnx_path: Path, cfg: CfgNode, calibration: CalibrationInputs | None,
+             keep_optimized: bool = True) -> OnnxRuntimeModel:  # fmt: skip
+    """The session of an fp32 export, or with 'onnxruntime-int8' of its cached int8 graph."""
+    if cfg.TEST.BACKEND == INT8_BACKEND:
+        onnx_path = int8_export(onnx_path, cfg, calibration)
+    return OnnxRuntimeModel(onnx_path, keep_optimized=keep_optimized)
+
+
+def _given_onnx_file(cfg: CfgNode, input_shape: Sequence[int],
+                     calibration: CalibrationInputs | None) -> OnnxRuntimeModel:  # fmt: skip
+    """The session of ``TEST.ONNX_FILE`` (or of its int8 graph), checked against the config's
+    input size."""
     onnx_path = Path(cfg.TEST.ONNX_FILE)
     if not onnx_path.is_file():
         raise MissingFileError(
@@ -283,22 +286,26 @@ def _given_onnx_file(cfg: CfgNode, input_shape: Sequence[int]) -> OnnxRuntimeMod
             f"TEST.ONNX_FILE {onnx_path} takes inputs {runner.input_shape} but this config "
             f"feeds {list(input_shape)} (N, C, H, W): re-export it with this config"
         )
+    if cfg.TEST.BACKEND == INT8_BACKEND:
+        return _session(onnx_path, cfg, calibration)
     return runner
 
 
 def _onnxruntime_model(
-    model: nn.Module, cfg: CfgNode, input_shape: Sequence[int], weights_path: Path | None
-) -> OnnxRuntimeModel:
+    model: nn.Module, cfg: CfgNode, input_shape: Sequence[int], weights_path: Path | None,
+    calibration: CalibrationInputs | None,
+) -> OnnxRuntimeModel:  # fmt: skip
     if cfg.TEST.ONNX_FILE:
-        return _given_onnx_file(cfg, input_shape)
+        return _given_onnx_file(cfg, input_shape, calibration)
     if weights_path is None:
         with tempfile.TemporaryDirectory(prefix="onnx_") as folder:
             onnx_path = export_onnx(model, Path(folder) / "model.onnx", input_shape)
-            return OnnxRuntimeModel(onnx_path)  # the session holds the graph in memory
+            # the session holds the graph in memory
+            return _session(onnx_path, cfg, calibration, keep_optimized=False)
     onnx_path = cached_export_path(weights_path, cfg, input_shape)
     if not onnx_path.is_file():
         export_onnx(model, onnx_path, input_shape)
-    return OnnxRuntimeModel(onnx_path, keep_optimized=True)
+    return _session(onnx_path, cfg, calibration)
 
 
 def prepare_inference_model(
@@ -307,46 +314,57 @@ def prepare_inference_model(
     example_input_shape: Sequence[int] | None = None,
     weights_path: str | Path | None = None,
     inplace: bool = False,
+    calibration: CalibrationInputs | None = None,
 ) -> nn.Module:
     """``model`` (eval mode, on its device) run by ``TEST.BACKEND``.
 
     ``example_input_shape`` (N, C, H, W) defaults to ``MODEL.IMAGE_SIZE``; ``weights_path`` is
     the file ``model``'s weights were loaded from, so that the ONNX export is cached beside it.
-    'torch' returns ``model`` itself; the others return a new module and leave ``model``
-    untouched, unless ``inplace``: then 'fused' folds into ``model``'s own layers.
+    ``calibration`` gives 'onnxruntime-int8' its calibration inputs (called only when no int8
+    graph is cached). 'torch' returns ``model`` itself (without ``TEST.BF16``); the others
+    return a new module and leave ``model`` untouched, unless ``inplace``: then 'fused' folds
+    into ``model``'s own layers.
     """
     backend = _check_backend(cfg)
     model = model.eval()
     if backend == "torch":
-        return BatchStatistics(model) if cfg.TEST.BN_BATCH_STATS else model
+        if cfg.TEST.BN_BATCH_STATS:
+            return BatchStatistics(model)
+        return Bfloat16(model).eval() if cfg.TEST.BF16 else model
     shape = tuple(example_input_shape) if example_input_shape else input_shape_for(cfg)
     if backend == "fused":
         with _one_thread():
             fused = fuse_conv_bn(model, inplace=inplace).to(memory_format=torch.channels_last)
-        return ChannelsLast(fused).eval()
+        return (Bfloat16(ChannelsLast(fused)) if cfg.TEST.BF16 else ChannelsLast(fused)).eval()
     path = Path(weights_path) if weights_path is not None else None
-    return _onnxruntime_model(model, cfg, shape, path).eval()
+    return _onnxruntime_model(model, cfg, shape, path, calibration).eval()
 
 
 def load_inference_model(
-    build: Callable[[], nn.Module], cfg: CfgNode, weights_path: str | Path, device: torch.device
+    build: Callable[[], nn.Module],
+    cfg: CfgNode,
+    weights_path: str | Path,
+    device: torch.device,
+    calibration: CalibrationInputs | None = None,
 ) -> nn.Module:
     """The test-time model of ``TEST.BACKEND``: ``build()``'s PyTorch model with the weights of
     ``weights_path`` loaded strictly, on ``device``, in eval mode, run by the backend. With
-    'onnxruntime' the model is not built at all when ``TEST.ONNX_FILE`` is set or an export of
-    these weights is cached (saving its time and memory)."""
-    if _check_backend(cfg) == "onnxruntime":
+    the onnxruntime backends the model is not built at all when ``TEST.ONNX_FILE`` is set or an
+    export of these weights is cached (saving its time and memory). ``calibration``: see
+    ``prepare_inference_model``."""
+    if _check_backend(cfg) in ONNX_BACKENDS:
         shape = input_shape_for(cfg)
         if cfg.TEST.ONNX_FILE:
-            return _given_onnx_file(cfg, shape).eval()
+            return _given_onnx_file(cfg, shape, calibration).eval()
         cached = cached_export_path(weights_path, cfg, shape)
         if cached.is_file():
-            return OnnxRuntimeModel(cached, keep_optimized=True).eval()
+            return _session(cached, cfg, calibration).eval()
     with torch.device("meta"):  # no time spent on an init that the weights overwrite
         model = build()
     load_state_dict_strict(model, weights_path, assign=True)
     model = model.to(device).eval()
-    return prepare_inference_model(model, cfg, weights_path=weights_path, inplace=True)
+    return prepare_inference_model(model, cfg, weights_path=weights_path, inplace=True,
+                                   calibration=calibration)  # fmt: skip
 
 
 def randomize_weights(model: nn.Module, seed: int) -> nn.Module:

@@ -14,25 +14,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT, ROOT / "tools"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+import numpy as np
+import torch
+from _bootstrap import ROOT
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from common.config import load_config  # noqa: E402
-from common.metrics import rmse  # noqa: E402
-from common.motion_data import keypoints_array, read_keypoint_csv  # noqa: E402
-from common.run_dir import output_dir_for  # noqa: E402
-from common.stage import run_test  # noqa: E402
-from common.synthetic.motion import generate_motion_dataset  # noqa: E402
-from stages import stage_for  # noqa: E402
-from stages.training import train_from_config  # noqa: E402
+from common.config import load_config
+from common.metrics import rmse
+from common.motion_data import keypoints_array, read_keypoint_csv
+from common.run_dir import output_dir_for
+from common.stage import run_test
+from common.synthetic.motion import generate_motion_dataset
+from stages import stage_for
+from stages.training import train_from_config
 
 CFG = ROOT / "experiments/keypoint/tiny_cpu_keypoint.yaml"
 TRAIN_JSON = "annotations/person_keypoints_train.json"

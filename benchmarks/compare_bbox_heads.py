@@ -23,20 +23,17 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import numpy as np
+from _bootstrap import ROOT
 
-import numpy as np  # noqa: E402
-
-from common.box_files import read_box_annotations  # noqa: E402
-from common.config import load_config  # noqa: E402
-from common.io import atomic_write_text  # noqa: E402
-from common.keypoints import MOTION_KEYPOINTS  # noqa: E402
-from common.metrics import box_iou, corner_error  # noqa: E402
-from common.motion_data import keypoints_array, read_keypoint_csv, write_keypoint_csv  # noqa: E402
-from common.run_dir import output_dir_for  # noqa: E402
-from common.stage_data import (  # noqa: E402
+from common.box_files import read_box_annotations
+from common.config import load_config
+from common.io import atomic_write_text
+from common.keypoints import MOTION_KEYPOINTS
+from common.metrics import box_iou, corner_error
+from common.motion_data import keypoints_array, read_keypoint_csv, write_keypoint_csv
+from common.run_dir import output_dir_for
+from common.stage_data import (
     keypoint_extent_boxes,
     load_training_table,
     load_truth_table,

@@ -14,27 +14,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT, ROOT / "tools"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+import numpy as np
+import pandas as pd
+import torch
+from _bootstrap import ROOT
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from common.config import load_config  # noqa: E402
-from common.metrics import rmse  # noqa: E402
-from common.run_dir import output_dir_for  # noqa: E402
-from common.stage_data import keypoint_extent_boxes, load_truth_table  # noqa: E402
-from HRNet_keypoint.engine import load_model_for_test, predict_boxes  # noqa: E402
-from HRNet_keypoint.ensemble import ensemble_results  # noqa: E402
-from HRNet_keypoint.tta import predict_boxes_tta  # noqa: E402
-from stages.training import train_from_config  # noqa: E402
+from common.config import load_config
+from common.metrics import rmse
+from common.run_dir import output_dir_for
+from common.stage_data import keypoint_extent_boxes, load_truth_table
+from HRNet_keypoint.engine import load_model_for_test, predict_boxes
+from HRNet_keypoint.ensemble import ensemble_results
+from HRNet_keypoint.tta import predict_boxes_tta
+from stages.training import train_from_config
 
 CFG = ROOT / "experiments/keypoint/tiny_cpu_keypoint.yaml"
 SCALES = "[0.9, 1.0, 1.1]"

@@ -29,7 +29,7 @@ from torch import nn
 from yacs.config import CfgNode
 
 from common.errors import ConfigError
-from models.hrnet import PoseHighResolutionNet, build_pose_hrnet
+from models.hrnet import PoseHighResolutionNet, build_pose_hrnet, normal_init_
 
 REFERENCE_HEAD = "reference"
 POOLED_HEAD = "pooled"
@@ -82,10 +82,10 @@ class SoftArgmaxBoxHead(nn.Module):
             nn.ReLU(inplace=True),
         )
         self.corner_logits = nn.Conv2d(in_channels, 4, 1)
-        nn.init.normal_(self.refine[0].weight, std=0.01)
+        normal_init_(self.refine[0].weight, std=0.01)
         # Unit-variance logits from the start: a near-uniform softmax would sit at the image
         # centre and learn slowly.
-        nn.init.normal_(self.corner_logits.weight, std=in_channels**-0.5)
+        normal_init_(self.corner_logits.weight, std=in_channels**-0.5)
         nn.init.zeros_(self.corner_logits.bias)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

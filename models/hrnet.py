@@ -300,11 +300,18 @@ class PoseHighResolutionNet(nn.Module):
         return self.final_layer(self.forward_features(x))
 
 
+def normal_init_(tensor: torch.Tensor, std: float) -> None:
+    """``nn.init.normal_`` except on meta tensors (a model built only to receive loaded
+    weights): they hold nothing, and normal_ on them imports torch._dynamo, about 1 s."""
+    if not tensor.is_meta:
+        nn.init.normal_(tensor, std=std)
+
+
 def init_weights(model: nn.Module) -> None:
     """The official initialisation: convs normal(0, 0.001) with zero bias, BN identity."""
     for module in model.modules():
         if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
-            nn.init.normal_(module.weight, std=0.001)
+            normal_init_(module.weight, std=0.001)
             if module.bias is not None:
                 nn.init.constant_(module.bias, 0)
         elif isinstance(module, nn.BatchNorm2d):

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -151,6 +156,27 @@ def test_init_weights_is_official() -> None:
         if isinstance(module, nn.BatchNorm2d):
             assert torch.all(module.weight == 1) and torch.all(module.bias == 0)
             assert module.momentum == 0.1
+
+
+def test_building_on_meta_skips_the_init_and_stays_light() -> None:
+    """A test-time model is built on the meta device and then given its weights; the init must
+    not run there, since normal_ on meta tensors imports torch._dynamo (about 1 s a process)."""
+    code = (
+        "import sys, torch\n"
+        "from common.config import load_config\n"
+        "from HRNet_bbox.engine import build_model\n"
+        "for cfg_path in ('experiments/bbox/w48_384x288_adam_lr1e-3_03_origin.yaml',\n"
+        "                 'experiments/bbox/tiny_cpu_bbox.yaml'):\n"
+        "    cfg = load_config(cfg_path, ['MODEL.PRETRAINED', ''])\n"
+        "    with torch.device('meta'):\n"
+        "        model = build_model(cfg, is_train=False)\n"
+        "    assert next(model.parameters()).is_meta\n"
+        "print('dynamo' if 'torch._dynamo' in sys.modules else 'light')\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root)}, check=True)  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1] == "light"
 
 
 def test_build_uses_config_and_ignores_pretrained_at_test_time(tmp_path) -> None:

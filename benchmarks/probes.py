@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -97,22 +98,49 @@ def measure_row(
     return rows
 
 
-def matmul_peak_gflops(size: int, device: torch.device) -> float:
-    """Best of three float32 ``size`` x ``size`` matmuls, in GFLOP/s (the assumed peak); on the
-    CPU by torch (MKL) and by numpy (its own BLAS), whichever is faster."""
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    pairs = [(a, b)] + ([(a.numpy(), b.numpy())] if device.type == "cpu" else [])
-    best = math.inf
-    for left, right in pairs:
-        left @ right
-        for _ in range(3):
-            synchronize(device)
-            start = time.perf_counter()
-            left @ right
-            synchronize(device)
-            best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+def _onnxruntime_matmul(size: int) -> Callable[[np.ndarray, np.ndarray], object]:
+    """An onnxruntime session of one float32 ``size`` x ``size`` MatMul (its MLAS kernels, which
+    on some CPUs beat torch's MKL and numpy's BLAS by far), on torch's thread count."""
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    def value(name: str) -> object:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, [size, size])
+
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
+                              [value("a"), value("b")], [value("c")])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(model.SerializeToString(), options,
+                                           providers=["CPUExecutionProvider"])  # fmt: skip
+    return lambda left, right: session.run(None, {"a": left, "b": right})
+
+
+def matmul_peak_gflops(size: int, device: torch.device) -> dict[str, float]:
+    """GFLOP/s of the best of three float32 square matmuls of ``size`` and of ``size // 4`` per
+    library: torch, and on the CPU also numpy (its own BLAS) and onnxruntime (MLAS). The best
+    of all is the assumed peak: one library's matmul alone can sit far below the machine's."""
+    best: dict[str, float] = {}
+    for n in dict.fromkeys((size, max(size // 4, 1))):
+        a = torch.randn(n, n, device=device)
+        b = torch.randn(n, n, device=device)
+        candidates: list[tuple[str, Callable, object, object]] = [
+            ("torch", lambda x, y: x @ y, a, b)]
+        if device.type == "cpu":
+            candidates += [("numpy", lambda x, y: x @ y, a.numpy(), b.numpy()),
+                           ("onnxruntime", _onnxruntime_matmul(n), a.numpy(), b.numpy())]
+        for library, matmul, left, right in candidates:
+            matmul(left, right)
+            seconds = math.inf
+            for _ in range(3):
+                synchronize(device)
+                start = time.perf_counter()
+                matmul(left, right)
+                synchronize(device)
+                seconds = min(seconds, time.perf_counter() - start)
+            best[library] = max(best.get(library, 0.0), 2 * n**3 / seconds / 1e9)
+    return best
 
 
 def forward_gflop(model: torch.nn.Module, input_shape: tuple[int, ...]) -> float:

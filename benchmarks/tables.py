@@ -35,7 +35,8 @@ def print_table(report: dict) -> None:
             print(f"{size}: chain_{backend} vs plain: result.csv max |diff| "
                   f"{diff['result_csv_max_abs_px']:.2g} px, "
                   f"boxes {diff['boxes_max_abs_px']:.2g} px")
-    print(f"assumed peak: {peak:.1f} GFLOP/s = the best of {len(report['matmul_runs_gflops'])} "
-          f"measurements (each the best of 3 float32 {report['matmul_size']}^2 matmuls by torch "
-          "and by numpy on the CPU), "
-          f"{machine['threads']} threads")
+    size = report["matmul_size"]
+    print(f"assumed peak: {peak:.1f} GFLOP/s ({report['matmul_peak_library']}) = the best of "
+          f"{len(report['matmul_runs_gflops'])} measurements, each the best of 3 float32 "
+          f"{size}^2 and {max(size // 4, 1)}^2 matmuls by torch and, on the CPU, numpy and "
+          f"onnxruntime; {machine['threads']} threads")

@@ -29,6 +29,9 @@ def test_quick_benchmark_writes_every_row(tmp_path):
     report = json.loads(out.read_text())
     assert report == json.loads(json.dumps(returned))
     assert report["matmul_peak_gflops"] > 0
+    runs = report["matmul_runs_gflops"]  # per library: the peak is the best of all
+    assert all(set(run) == {"torch", "numpy", "onnxruntime"} for run in runs)
+    assert report["matmul_peak_gflops"] == max(max(run.values()) for run in runs)
     tiny = report["sizes"]["tiny"]
     assert tiny["gflop_per_image"]["stage1"] > 0 and tiny["gflop_per_image"]["stage2"] > 0
     found: dict[str, set[str]] = {}

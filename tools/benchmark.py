@@ -38,8 +38,9 @@ peak above the memory in use when the measurement starts: CUDA ``max_memory_allo
 process's peak RSS, reset before each measurement through ``/proc/self/clear_refs`` after
 glibc's ``malloc_trim`` (Linux; approximate: onnxruntime's arena counts only when it grows).
 FLOPs are counted by ``torch.utils.flop_counter`` (a multiply-add is 2 FLOPs); the peak they
-are compared with is the best float32 N x N matmul (torch and, on the CPU, numpy) of several
-measured during the run.
+are compared with is the best float32 N x N or N/4 x N/4 matmul (torch and, on the CPU, numpy
+and onnxruntime: on some CPUs MKL's and numpy's BLAS reach half of what onnxruntime's MLAS
+does) of several measured during the run.
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ def run_against_reference(args: argparse.Namespace) -> dict:
     if not sizes or any(s not in SIZES for s in sizes):
         raise UserError(f"--sizes must name some of {sorted(SIZES)}, got {args.sizes!r}")
     backends = [b for b in (args.backends or "onnxruntime").split(",") if b]
-    width, height = (int(v) for v in args.image_size.lower().split("x"))
+    width, height = args.image_size
     report: dict = {"images": args.images, "image_size": [width, height], "rounds": args.rounds,
                     "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                     "load_average_at_start": list(os.getloadavg()), "sizes": {}}  # fmt: skip

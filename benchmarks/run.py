@@ -29,7 +29,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     unknown = [s for s in sizes if s not in SIZES]
     if unknown or not sizes:
         raise UserError(f"--sizes must name some of {sorted(SIZES)}, got {args.sizes!r}")
-    width, height = (int(v) for v in args.image_size.lower().split("x"))
+    width, height = args.image_size
     device = default_device()
     default_backends = "fused" if device.type == "cuda" else "fused,onnxruntime"
     backends = [b for b in (args.backends or default_backends).split(",") if b]

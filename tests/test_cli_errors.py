@@ -231,3 +231,12 @@ def test_run_tool_exit_statuses(monkeypatch, capsys):
     with pytest.raises(UserError):
         run(user_error)
     assert sys.argv == ["tool", "--cfg", "x"]
+
+
+@pytest.mark.parametrize("option, value", [("--image-size", "10by10"), ("--image-size", "8x8"),
+                                           ("--rounds", "0"), ("--images", "-3")])  # fmt: skip
+def test_benchmark_refuses_bad_numbers_before_it_starts(option: str, value: str) -> None:
+    result = run_tool("benchmark", "--against-reference", option, value)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"error: argument {option}:" in result.stderr and repr(value) in result.stderr

@@ -58,15 +58,33 @@ from common.cli import run_tool
 from common.io import atomic_write_text
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """An argparse type: ``WxH`` in pixels, e.g. 1920x1080, as (width, height)."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) >= 32 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT of at least 32 pixels each, "
+                                         f"e.g. 1920x1080, got {text!r}")  # fmt: skip
+    return int(parts[0]), int(parts[1])
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="w32,w48", help=f"comma list of {sorted(SIZES)}")
-    parser.add_argument("--images", type=int, help="synthetic test images (default 8; 16 with "
-                        "--against-reference)")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per figure (best kept)")
-    parser.add_argument("--image-size", default="1920x1080", help="synthetic image WxH")
-    parser.add_argument("--train-batch", type=int, default=2, help="training step batch")
-    parser.add_argument("--matmul-size", type=int, default=4096, help="peak matmul N")
+    parser.add_argument("--images", type=positive_int,
+                        help="synthetic test images (default 8; 16 with --against-reference)")
+    parser.add_argument("--repeats", type=positive_int, default=2,
+                        help="runs per figure (best kept)")  # fmt: skip
+    parser.add_argument("--image-size", type=image_size, default=(1920, 1080),
+                        help="synthetic image WxH (default 1920x1080)")  # fmt: skip
+    parser.add_argument("--train-batch", type=positive_int, default=2, help="training step batch")
+    parser.add_argument("--matmul-size", type=positive_int, default=4096, help="peak matmul N")
     parser.add_argument("--backends", default="",
                         help="optimised backends (default: fused,onnxruntime on CPU, fused on "
                              "CUDA, where onnxruntime runs on the CPU)")  # fmt: skip
@@ -74,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "output/against_reference.json with --against-reference)")
     parser.add_argument("--against-reference", action="store_true",
                         help="time the chain against the reference chain, whole processes")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=positive_int, default=3,
                         help="--against-reference: alternating rounds (best and median kept)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="--against-reference: also profile one run of the reference, the "
@@ -89,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.out = Path("output/against_reference.json" if against else "output/benchmark.json")
     if args.quick:
         args.sizes, args.images, args.repeats, args.rounds = "tiny", 2, 1, 1
-        args.image_size, args.matmul_size = "320x180", 256
+        args.image_size, args.matmul_size = (320, 180), 256
     return args
 
 

@@ -117,12 +117,18 @@ def _onnxruntime_matmul(size: int) -> Callable[[np.ndarray, np.ndarray], object]
     return lambda left, right: session.run(None, {"a": left, "b": right})
 
 
+def matmul_sizes(size: int) -> list[int]:
+    """The square matmul sizes the peak is measured at: ``size`` and ``size // 4`` (smaller
+    operands that stay in cache win on some CPUs)."""
+    return list(dict.fromkeys((size, max(size // 4, 1))))
+
+
 def matmul_peak_gflops(size: int, device: torch.device) -> dict[str, float]:
     """GFLOP/s of the best of three float32 square matmuls of ``size`` and of ``size // 4`` per
     library: torch, and on the CPU also numpy (its own BLAS) and onnxruntime (MLAS). The best
     of all is the assumed peak: one library's matmul alone can sit far below the machine's."""
     best: dict[str, float] = {}
-    for n in dict.fromkeys((size, max(size // 4, 1))):
+    for n in matmul_sizes(size):
         a = torch.randn(n, n, device=device)
         b = torch.randn(n, n, device=device)
         candidates: list[tuple[str, Callable, object, object]] = [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.probes import MemoryProbe, forward_gflop, matmul_peak_gflops
+from benchmarks.probes import MemoryProbe, forward_gflop, matmul_peak_gflops, matmul_sizes
 from benchmarks.rows import SIZES, SizeBench
 from benchmarks.tables import print_table
 from common.distributed import default_device
@@ -59,6 +59,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
                      "backends": backends, "memory": probe.method,
                      "timing": "best of repeats, variants interleaved"},  # fmt: skip
         "matmul_size": args.matmul_size,
+        "matmul_sizes": matmul_sizes(args.matmul_size),
         "matmul_runs_gflops": peaks,
         "sizes": {},
     }

@@ -35,8 +35,8 @@ def print_table(report: dict) -> None:
             print(f"{size}: chain_{backend} vs plain: result.csv max |diff| "
                   f"{diff['result_csv_max_abs_px']:.2g} px, "
                   f"boxes {diff['boxes_max_abs_px']:.2g} px")
-    size = report["matmul_size"]
+    sizes = " and ".join(f"{n}^2" for n in report["matmul_sizes"])
     print(f"assumed peak: {peak:.1f} GFLOP/s ({report['matmul_peak_library']}) = the best of "
           f"{len(report['matmul_runs_gflops'])} measurements, each the best of 3 float32 "
-          f"{size}^2 and {max(size // 4, 1)}^2 matmuls by torch and, on the CPU, numpy and "
-          f"onnxruntime; {machine['threads']} threads")
+          f"{sizes} matmuls by torch and, on the CPU, numpy and onnxruntime; "
+          f"{machine['threads']} threads")

@@ -55,14 +55,8 @@ from benchmarks.against_reference import run_against_reference
 from benchmarks.rows import SIZES
 from benchmarks.run import run_benchmark
 from common.cli import run_tool
+from common.config import positive_int
 from common.io import atomic_write_text
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
 
 
 def image_size(text: str) -> tuple[int, int]:

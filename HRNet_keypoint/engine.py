@@ -23,23 +23,22 @@ from common.keypoint_config import config_keypoint_set
 from common.keypoint_table import KeypointTable, dataset_root, labelled_mask, table_boxes
 from common.keypoints import coordinate_columns
 from common.kfold import train_folds
-from common.loaders import make_loader
 from common.metrics import rmse
 from common.motion_data import DataFormatError, check_predictions, write_keypoint_csv
-from common.progress import batch_size, progress
 from common.stage import TrainRun, image_stage, train_on_table
 from common.stage import run_test as run_stage_test
 from common.stage_data import load_truth_table, test_image_names, test_image_paths, truth_by_name
 from common.trainer import Stage
 from common.visualize import side_by_side
 from HRNet_keypoint.coco_results import write_coco_results
+from HRNet_keypoint.codecs import codec_for_config
 from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
-from HRNet_keypoint.inference import predict_keypoints
-from HRNet_keypoint.loss import JointsMSELoss
+from HRNet_keypoint.heads import head_class
+from HRNet_keypoint.model import build_pose_model
 from HRNet_keypoint.tta import predict_boxes_tta
+from models.backbones import BACKBONES
 from models.backends import load_inference_model
 from models.calibration import calibration_provider
-from models.hrnet import build_pose_hrnet
 
 
 def predict_boxes(
@@ -51,8 +50,8 @@ def predict_boxes(
     images: list[np.ndarray] | None = None,
     desc: str = "keypoints",
 ) -> np.ndarray:
-    """Keypoints (N, J, 2) in original pixels for each image's box, by the official path
-    (test-time scales other than [1.0]: HRNet_keypoint/tta.py)."""
+    """Keypoints (N, J, 2) in original pixels for each image's box (with the config's flip
+    test, test-time scales and codec)."""
     return predict_boxes_scored(model, cfg, paths, boxes, device, images, desc)[0]
 
 
@@ -65,29 +64,16 @@ def predict_boxes_scored(
     images: list[np.ndarray] | None = None,
     desc: str = "keypoints",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``predict_boxes`` with each keypoint's heatmap maximum (N, J) as its score."""
-    if [float(f) for f in cfg.TEST.SCALES] != [1.0]:
-        return predict_boxes_tta([model], cfg, paths, boxes, device, images, desc)
-    flip_pairs = config_keypoint_set(cfg).flip_pairs
-    dataset = BoxDataset(cfg, paths, boxes, images=images)
-    coords = np.zeros((len(paths), cfg.MODEL.NUM_JOINTS, 2), dtype=np.float64)
-    scores = np.zeros((len(paths), cfg.MODEL.NUM_JOINTS), dtype=np.float64)
-    model.eval()
-    with torch.no_grad():
-        batches = make_loader(dataset, cfg, train=False)
-        for inputs, meta in progress(batches, desc, len(dataset), "images", batch_size):
-            pred, maxvals = predict_keypoints(
-                model, inputs.to(device), meta["center"].numpy(), meta["scale"].numpy(),
-                cfg, flip_pairs, dataset.codec,
-            )  # fmt: skip
-            coords[meta["index"].numpy()] = pred
-            scores[meta["index"].numpy()] = np.asarray(maxvals).reshape(len(pred), -1)
-    return coords, scores
+    """``predict_boxes`` with each keypoint's heatmap maximum (N, J) as its score: the one
+    prediction loop (HRNet_keypoint/tta.py), which with ``TEST.SCALES [1.0]`` and one model is
+    the official path bit for bit."""
+    return predict_boxes_tta([model], cfg, paths, boxes, device, images, desc)
 
 
 def build_model(cfg: CfgNode, is_train: bool, logger: logging.Logger | None = None):
-    """HRNet with the configured joint count; pretrained layers are loaded only for training."""
-    return build_pose_hrnet(cfg, is_train=is_train, logger=logger)
+    """Backbone and head of the config (HRNet_keypoint/model.py); pretrained layers are loaded
+    only for training."""
+    return build_pose_model(cfg, is_train=is_train, logger=logger)
 
 
 def evaluate(
@@ -115,14 +101,14 @@ def build_stage(
         reduced_decode=cfg.DATASET.REDUCED_DECODE, boxes=train.boxes,
         visibility=train.visibility,
     )  # fmt: skip
-    criterion = JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT)
+    head = model.head
     val_boxes = table_boxes(val)
     val_mask = labelled_mask(val)
 
     def train_step(net: torch.nn.Module, batch) -> torch.Tensor:
         inputs, target, target_weight, _ = batch
         output = net(inputs.to(device))
-        return criterion(output, target.to(device), target_weight.to(device))
+        return head.loss(output, target.to(device), target_weight.to(device))
 
     last_pred: dict[str, np.ndarray] = {}
 
@@ -240,6 +226,15 @@ class CocoPredictions:
     scores: np.ndarray
 
 
+def check_parts(cfg: CfgNode) -> None:
+    """Refuse a codec, head or backbone name the registries lack before any data is read."""
+    codec_for_config(cfg)
+    head_class(cfg)
+    if cfg.MODEL.BACKBONE not in BACKBONES:
+        raise ConfigError(f"MODEL.BACKBONE must be one of {sorted(BACKBONES)}, got "
+                          f"{cfg.MODEL.BACKBONE!r}")  # fmt: skip
+
+
 class KeypointStage:
     """Stage two behind the stage interface (``common.stage.StageTask``)."""
 
@@ -250,6 +245,7 @@ class KeypointStage:
         return build_model(cfg, is_train, logger)
 
     def train(self, cfg: CfgNode, run: TrainRun) -> dict:
+        check_parts(cfg)
         if run.folds:
             functions = SimpleNamespace(build_model=build_model, build_stage=build_stage,
                                         predict_boxes=predict_boxes)  # fmt: skip
@@ -258,6 +254,7 @@ class KeypointStage:
 
     def read_test_inputs(self, cfg: CfgNode,
                          logger: logging.Logger) -> KeypointTestInputs | CocoTestInputs:
+        check_parts(cfg)
         if cfg.DATASET.FORMAT == "coco":
             return CocoTestInputs(coco_test_people(cfg, logger))
         names = test_image_names(cfg)

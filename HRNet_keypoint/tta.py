@@ -22,6 +22,7 @@ from common.loaders import make_loader
 from common.progress import batch_size, progress
 from HRNet_keypoint.codecs import HeatmapCodec, codec_for_config
 from HRNet_keypoint.dataset import BoxDataset, crop_image, normalize_crop
+from HRNet_keypoint.heads import head_class
 from HRNet_keypoint.inference import predict_heatmaps
 
 
@@ -100,13 +101,13 @@ def average_heatmaps(
     """The coverage-weighted mean heatmap (N, J, H, W) over models (weighted by
     ``model_weights``, equal by default) and scale factors, in the frame of the factor-1.0
     crops; ``crops`` is (N, S, 3, H, W) as ``MultiScaleBoxDataset``."""
-    codec = codec_for_config(cfg)
+    codec, head = codec_for_config(cfg), head_class(cfg)
     model_weights = [1.0] * len(models) if model_weights is None else list(model_weights)
     total, weight = None, None
     for k, factor in enumerate(factors):
         for model, share in zip(models, model_weights, strict=True):
             maps = predict_heatmaps(model, crops[:, k], cfg.TEST.FLIP_TEST, flip_pairs,
-                                    codec.flip_shift)  # fmt: skip
+                                    codec.flip_shift, head)  # fmt: skip
             warped, coverage = to_reference_frame(maps.float().cpu().numpy(), centers, scales,
                                                   factor, codec)  # fmt: skip
             if share != 1.0:

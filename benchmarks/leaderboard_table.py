@@ -2,9 +2,10 @@
 option on one synthetic motion set, and single model against a 3-fold ensemble.
 
 ``python benchmarks/leaderboard_table.py [--work DIR] [--train 200] [--test 40] [--epochs 15]
-[--out FILE.json] [KEY VALUE ...]``
+[--folds 3] [--out FILE.json] [KEY VALUE ...]``
 
-Trains the tiny keypoint config three ways (plain; with ``MODEL.UDP``; ``--folds 3``), then
+Trains the tiny keypoint config four ways (plain; on DARK's sub-pixel targets, ``MODEL.CODEC
+dark``; with ``MODEL.UDP``; ``--folds K``, skipped with 0), then
 predicts the test images on their ground-truth boxes (stage two alone) with each option and
 prints a Markdown table; ``--out`` also writes it as JSON. Timings are wall seconds on this
 machine, for comparison between rows only.
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--train", type=int, default=200, help="training images")
     parser.add_argument("--test", type=int, default=40, help="test images")
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--folds", type=int, default=3, help="k-fold models (0: none)")
     parser.add_argument("--out", type=Path, help="write the rows as JSON too")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE for every run")
     args = parser.parse_args(argv)
@@ -76,13 +78,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "LOG_DIR", str(args.work / "tb"), *args.opts]  # fmt: skip
     plain_opts = [*base, "OUTPUT_DIR", str(args.work / "plain")]
     udp_opts = [*base, "OUTPUT_DIR", str(args.work / "udp"), "MODEL.UDP", "True"]
+    dark_opts = [*base, "OUTPUT_DIR", str(args.work / "dark"), "MODEL.CODEC", "dark"]
     fold_opts = [*base, "OUTPUT_DIR", str(args.work / "folds")]
     plain, plain_s, _ = train(plain_opts)
+    dark_model, dark_s, _ = train(dark_opts)
     udp, udp_s, _ = train(udp_opts)
-    folds_dir, folds_s, folds_summary = train(fold_opts, folds=3)
-    fold_dirs = [folds_dir / f"fold{k}" for k in range(3)]
-    print(f"training seconds: plain {plain_s:.0f}, udp {udp_s:.0f}, 3 folds {folds_s:.0f} "
-          f"(out-of-fold rmse {folds_summary['oof_rmse']:.3f})")  # fmt: skip
+    seconds = {"plain": plain_s, "dark": dark_s, "udp": udp_s}
+    print(f"training seconds: {seconds}")
 
     truth = load_truth_table(load_config(CFG, plain_opts))
     device = torch.device("cpu")
@@ -95,25 +97,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     no_flip, flip = ["TEST.FLIP_TEST", "False"], ["TEST.FLIP_TEST", "True"]
     dark, scales = ["TEST.DECODE", "dark"], ["TEST.SCALES", SCALES]
-    add("quarter", [plain], plain_opts, no_flip)
-    add("dark", [plain], plain_opts, [*no_flip, *dark])
-    add("udp + dark", [udp], udp_opts, [*no_flip, *dark])
-    add("quarter + flip", [plain], plain_opts, flip)
-    add("dark + flip", [plain], plain_opts, [*flip, *dark])
-    add("udp + dark + flip", [udp], udp_opts, [*flip, *dark])
-    add("quarter + flip + scales", [plain], plain_opts, [*flip, *scales])
-    add("dark + flip + scales", [plain], plain_opts, [*flip, *dark, *scales])
-    add("udp + dark + flip + scales", [udp], udp_opts, [*flip, *dark, *scales])
-    singles = [add(f"fold {k} alone, dark + flip", [folder], fold_opts, [*flip, *dark])
-               for k, folder in enumerate(fold_dirs)]  # fmt: skip
-    add("3-fold heatmap ensemble, dark + flip", fold_dirs, fold_opts, [*flip, *dark])
-    start = time.perf_counter()
-    frames = [pd.DataFrame(c.reshape(len(c), -1), index=truth.names) for c in singles]
-    mean, _ = ensemble_results(frames)
-    rows.append({"option": "3-fold CSV mean of the fold rows above",
-                 "rmse": rmse(mean.to_numpy().reshape(singles[0].shape), truth.keypoints),
-                 "seconds": sum(r["seconds"] for r in rows[-4:-1])
-                 + time.perf_counter() - start})  # fmt: skip
+    variants = (("", no_flip), (" + flip", flip), (" + flip + scales", [*flip, *scales]))
+    for extra, options in variants:
+        add(f"quarter{extra}", [plain], plain_opts, options)
+        add(f"dark decode{extra}", [plain], plain_opts, [*options, *dark])
+        add(f"dark (trained on sub-pixel targets){extra}", [dark_model], dark_opts, options)
+        add(f"udp + dark{extra}", [udp], udp_opts, [*options, *dark])
+    folds_summary = {}
+    if args.folds:
+        folds_dir, seconds["folds"], folds_summary = train(fold_opts, folds=args.folds)
+        fold_dirs = [folds_dir / f"fold{k}" for k in range(args.folds)]
+        singles = [add(f"fold {k} alone, dark + flip", [folder], fold_opts, [*flip, *dark])
+                   for k, folder in enumerate(fold_dirs)]  # fmt: skip
+        add(f"{args.folds}-fold heatmap ensemble, dark + flip", fold_dirs, fold_opts,
+            [*flip, *dark])  # fmt: skip
+        start = time.perf_counter()
+        frames = [pd.DataFrame(c.reshape(len(c), -1), index=truth.names) for c in singles]
+        mean, _ = ensemble_results(frames)
+        rows.append({"option": f"{args.folds}-fold CSV mean of the fold rows above",
+                     "rmse": rmse(mean.to_numpy().reshape(singles[0].shape), truth.keypoints),
+                     "seconds": sum(r["seconds"] for r in rows[-args.folds - 1:-1])
+                     + time.perf_counter() - start})  # fmt: skip
 
     print(f"\n{len(truth.names)} test images (ground-truth boxes), tiny config, {args.epochs} "
           f"epochs, {args.train} training images\n")  # fmt: skip
@@ -121,9 +125,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for row in rows:
         print(f"| {row['option']} | {row['rmse']:.3f} | {row['seconds']:.2f} |")
     if args.out:
-        args.out.write_text(json.dumps({"rows": rows, "train_seconds": {
-            "plain": plain_s, "udp": udp_s, "folds": folds_s},
-            "oof_rmse": folds_summary["oof_rmse"]}, indent=1))  # fmt: skip
+        args.out.write_text(json.dumps({"rows": rows, "train_seconds": seconds,
+                                        "oof_rmse": folds_summary.get("oof_rmse")}, indent=1))
     return rows
 
 

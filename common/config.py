@@ -70,6 +70,10 @@ _C.MODEL.UDP = False
 # Stage two's codec (targets, decoding, crop; HRNet_keypoint/codecs/): 'quarter' (official),
 # 'dark' (sub-pixel targets, DARK decoding), 'udp'; '' reads MODEL.UDP, then TEST.DECODE.
 _C.MODEL.CODEC = ""
+# Stage two's network (HRNet_keypoint/model.py): MODEL.BACKBONE from models/backbones.py (its
+# size from MODEL.EXTRA), MODEL.HEAD from HRNet_keypoint/heads/.
+_C.MODEL.BACKBONE = "hrnet"
+_C.MODEL.HEAD = "heatmap"
 
 _C.LOSS = CN()
 _C.LOSS.USE_OHKM = False

@@ -239,10 +239,11 @@ def _make_stage(spec: dict[str, Any], in_channels: Sequence[int],
     return nn.Sequential(*modules), widths
 
 
-class PoseHighResolutionNet(nn.Module):
-    """Official pose HRNet: heatmaps at stride 4 from the highest-resolution branch."""
+class HighResolutionNet(nn.Module):
+    """The HRNet backbone of the official pose model: its stride-4, highest-resolution
+    features (``out_channels`` wide), with the official module names (no head)."""
 
-    def __init__(self, extra: Mapping[str, Any], num_joints: int) -> None:
+    def __init__(self, extra: Mapping[str, Any]) -> None:
         super().__init__()
         self.conv1 = _conv3x3(3, 64, stride=2)
         self.bn1 = _bn(64)
@@ -268,15 +269,12 @@ class PoseHighResolutionNet(nn.Module):
             setattr(self, f"stage{index + 1}", stage)
 
         self.out_channels = widths[0]
-        kernel = int(extra.get("FINAL_CONV_KERNEL", 1))
-        self.final_layer = nn.Conv2d(self.out_channels, num_joints, kernel, stride=1,
-                                     padding=1 if kernel == 3 else 0)
         # Stride of the lowest-resolution branch: input sides must divide by it so that the
         # upsampled branches line up again.
         self.size_divisor = 4 * 2 ** (max(len(s["channels"]) for s in specs) - 1)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The stage-4 high-resolution map (N, out_channels, H/4, W/4) before the head."""
+        """The stage-4 high-resolution map (N, out_channels, H/4, W/4) before any head."""
         height, width = x.shape[-2:]
         if height % self.size_divisor or width % self.size_divisor:
             raise ValueError(f"input size {height}x{width} (HxW) must be a multiple of "
@@ -294,6 +292,25 @@ class PoseHighResolutionNet(nn.Module):
                 inputs.append(source if adapt is None else adapt(source))
             features = stage(inputs)
         return features[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)
+
+
+def heatmap_conv(in_channels: int, num_joints: int, kernel: int) -> nn.Conv2d:
+    """The official ``final_layer``: features to one heatmap per joint."""
+    return nn.Conv2d(in_channels, num_joints, kernel, stride=1, padding=1 if kernel == 3 else 0)
+
+
+class PoseHighResolutionNet(HighResolutionNet):
+    """The official pose HRNet in one module (stage one's backbone, whose reference box head
+    reads its heatmaps; stage two composes the backbone and its head instead,
+    ``HRNet_keypoint/model.py``)."""
+
+    def __init__(self, extra: Mapping[str, Any], num_joints: int) -> None:
+        super().__init__(extra)
+        self.final_layer = heatmap_conv(self.out_channels, num_joints,
+                                        int(extra.get("FINAL_CONV_KERNEL", 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Heatmaps (N, joints, H/4, W/4)."""
@@ -351,15 +368,30 @@ def build_pose_hrnet(cfg: CfgNode, is_train: bool,
 
     At test time PRETRAINED is never read: the trained weights are loaded afterwards.
     """
-    extra = cfg.MODEL.EXTRA
-    model = PoseHighResolutionNet(extra, int(cfg.MODEL.NUM_JOINTS))
+    model = PoseHighResolutionNet(cfg.MODEL.EXTRA, int(cfg.MODEL.NUM_JOINTS))
     init_weights(model)
-    pretrained = str(cfg.MODEL.PRETRAINED)
-    if is_train and cfg.MODEL.INIT_WEIGHTS and pretrained:
-        if not Path(pretrained).is_file():
-            raise MissingFileError(
-                f"MODEL.PRETRAINED file not found: {pretrained} (set MODEL.PRETRAINED '' to "
-                "train from the official random init)")
-        layers = tuple(extra.get("PRETRAINED_LAYERS", ("*",)))
-        load_pretrained(model, pretrained, layers=layers, logger=logger)
+    if is_train:
+        load_configured_pretrained(model, cfg, logger)
     return model
+
+
+def build_hrnet_backbone(cfg: CfgNode) -> HighResolutionNet:
+    """The HRNet backbone of ``MODEL.EXTRA`` with the official initialisation."""
+    model = HighResolutionNet(cfg.MODEL.EXTRA)
+    init_weights(model)
+    return model
+
+
+def load_configured_pretrained(model: nn.Module, cfg: CfgNode,
+                               logger: logging.Logger | None = None) -> None:  # fmt: skip
+    """Start training from ``MODEL.PRETRAINED`` (its ``MODEL.EXTRA.PRETRAINED_LAYERS``) when
+    set and ``MODEL.INIT_WEIGHTS``."""
+    pretrained = str(cfg.MODEL.PRETRAINED)
+    if not (cfg.MODEL.INIT_WEIGHTS and pretrained):
+        return
+    if not Path(pretrained).is_file():
+        raise MissingFileError(
+            f"MODEL.PRETRAINED file not found: {pretrained} (set MODEL.PRETRAINED '' to "
+            "train from the official random init)")
+    layers = tuple(cfg.MODEL.EXTRA.get("PRETRAINED_LAYERS", ("*",)))
+    load_pretrained(model, pretrained, layers=layers, logger=logger)

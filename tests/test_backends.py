@@ -76,7 +76,8 @@ def test_every_backend_gives_the_plain_keypoints(tiny_motion, keypoint_run):
         if backend == "fused":
             assert isinstance(model, ChannelsLast)
             assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-            assert model.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+            conv1 = model.model.backbone.conv1
+            assert conv1.weight.is_contiguous(memory_format=torch.channels_last)
         else:
             assert isinstance(model, OnnxRuntimeModel)
     # The export is cached beside the weights, keyed by their digest, and so is onnxruntime's

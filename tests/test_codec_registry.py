@@ -13,6 +13,7 @@ from HRNet_keypoint.codecs import CODECS, codec_for_config
 from HRNet_keypoint.codecs.quarter import get_final_preds
 from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
 from HRNet_keypoint.engine import predict_boxes_scored
+from tests.test_cli_errors import KP_CFG, assert_user_error, run_tool
 from tests.test_tta import BlobFinder, blob_images
 
 NEW_CODEC = '''
@@ -102,3 +103,17 @@ def test_a_new_codec_is_one_file_and_one_registry_line(tmp_path, monkeypatch) ->
     np.testing.assert_array_equal(coords, want)
     quarter, _ = get_final_preds(heatmaps, centers, scales, post_process=True)
     assert not np.array_equal(coords, quarter)
+
+
+@pytest.mark.parametrize("tool, opts, named", [
+    ("train", ["--test_option", "False", "MODEL.CODEC", "darkk"], "MODEL.CODEC"),
+    ("train", ["--test_option", "False", "MODEL.HEAD", "simcc"], "MODEL.HEAD"),
+    ("test", ["--output_path", "TMP", "MODEL.BACKBONE", "resnet"], "MODEL.BACKBONE"),
+])  # fmt: skip
+@pytest.mark.slow
+def test_the_tools_refuse_an_unknown_part_in_one_line(tool: str, opts: list, named: str,
+                                                       tmp_path) -> None:  # fmt: skip
+    opts = [tmp_path if opt == "TMP" else opt for opt in opts]
+    result = run_tool(tool, "--cfg", KP_CFG, *opts, "DATASET.ROOT", tmp_path / "absent",
+                      "OUTPUT_DIR", tmp_path / "out")  # fmt: skip
+    assert_user_error(result, named, "must be one of")

@@ -13,7 +13,8 @@ from common.config import get_defaults
 from HRNet_keypoint.codecs import codec_for_config
 from HRNet_keypoint.codecs.base import get_max_preds
 from HRNet_keypoint.codecs.quarter import generate_target, get_final_preds, quarter_offset
-from HRNet_keypoint.inference import flip_back, predict_heatmaps, predict_keypoints
+from HRNet_keypoint.heads.heatmap import flip_back
+from HRNet_keypoint.inference import predict_heatmaps
 from HRNet_keypoint.loss import JointsMSELoss
 from HRNet_keypoint.transforms import affine_transform, get_affine_transform
 
@@ -302,20 +303,3 @@ def test_predict_heatmaps_takes_last_of_several_outputs() -> None:
         predict_heatmaps(TwoStage(), images, True, PAIRS, True),
         predict_heatmaps(conv, images, True, PAIRS, True),
     )
-
-
-def test_predict_keypoints_combines_heatmaps_and_decode() -> None:
-    cfg = get_defaults()
-    cfg.TEST.FLIP_TEST = True
-    cfg.TEST.SHIFT_HEATMAP = True
-    cfg.TEST.POST_PROCESS = True
-    model = StridedConv().eval()
-    images = torch.randn(2, 3, 32, 24, generator=torch.Generator().manual_seed(2))
-    centers = torch.tensor([[100.0, 80.0], [60.0, 50.0]])
-    scales = torch.tensor([[0.5, 0.6666667], [0.3, 0.4]])
-    coords, maxvals = predict_keypoints(model, images, centers, scales, cfg, PAIRS)
-    heatmaps = predict_heatmaps(model, images, True, PAIRS, True)
-    expected, expected_maxvals = get_final_preds(heatmaps, centers, scales, True)
-    assert coords.shape == (2, 5, 2) and maxvals.shape == (2, 5, 1)
-    np.testing.assert_array_equal(coords, expected)
-    np.testing.assert_array_equal(maxvals, expected_maxvals)

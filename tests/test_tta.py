@@ -8,10 +8,14 @@ import torch
 from torch import nn
 
 from common.config import get_defaults
+from common.keypoint_config import config_keypoint_set
 from HRNet_keypoint.codecs import codec_for_config
 from HRNet_keypoint.codecs.dark import dark_refine
+from HRNet_keypoint.codecs.quarter import get_final_preds
 from HRNet_keypoint.codecs.udp import udp_affine_transform
+from HRNet_keypoint.dataset import BoxDataset
 from HRNet_keypoint.engine import predict_boxes
+from HRNet_keypoint.inference import predict_heatmaps
 from HRNet_keypoint.transforms import affine_transform, get_affine_transform
 from HRNet_keypoint.tta import predict_boxes_tta, to_reference_frame
 
@@ -73,16 +77,28 @@ def test_a_peak_warped_from_every_scale_lands_on_the_same_image_point(udp: bool)
 
 
 def test_scales_one_is_the_plain_prediction_bit_for_bit() -> None:
+    """One model at scale 1.0 through the prediction loop: the official crops, flip test and
+    decoding, bit for bit, for each codec."""
     points = np.array([[90.0, 70.0], [110.5, 85.2]])
     images = blob_images(points)
     boxes = np.array([[60.0, 40.0, 60.0, 80.0], [80.0, 50.0, 55.0, 75.0]])
     paths = [f"image{i}.png" for i in range(2)]
     model = BlobFinder(24)
-    for decode in ("quarter", "dark"):
-        cfg = tiny_cfg([1.0], decode=decode)
-        plain = predict_boxes(model, cfg, paths, boxes, torch.device("cpu"), images=images)
-        tta, _ = predict_boxes_tta([model], cfg, paths, boxes, torch.device("cpu"), images=images)
-        np.testing.assert_array_equal(tta, plain)
+    pairs = config_keypoint_set(tiny_cfg([1.0])).flip_pairs
+    for decode, udp in (("quarter", False), ("dark", False), ("dark", True)):
+        cfg = tiny_cfg([1.0], udp, decode)
+        coords = predict_boxes(model, cfg, paths, boxes, torch.device("cpu"), images=images)
+        crops = BoxDataset(cfg, paths, boxes, images=images)
+        inputs, metas = zip(*(crops[i] for i in range(len(crops))), strict=True)
+        heatmaps = predict_heatmaps(model, torch.stack(inputs), True, pairs, not udp)
+        centers = np.stack([meta["center"].numpy() for meta in metas])
+        scales = np.stack([meta["scale"].numpy() for meta in metas])
+        codec = codec_for_config(cfg)
+        want, _ = codec.decode(heatmaps, centers, scales)
+        if decode == "quarter":
+            official, _ = get_final_preds(heatmaps.numpy(), centers, scales, post_process=True)
+            np.testing.assert_array_equal(want, official)
+        np.testing.assert_array_equal(coords, want)
 
 
 @pytest.mark.parametrize("udp", [False, True])

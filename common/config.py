@@ -18,6 +18,7 @@ from pathlib import Path
 from yacs.config import CfgNode as CN
 
 from common.config_check import merge_file, merge_opts, warn_compat_keys
+from common.errors import ConfigError
 
 _C = CN()
 
@@ -338,6 +339,25 @@ COMPAT_KEYS: dict[str, str] = {
 }
 
 
+DATASET_FORMATS = ("csv", "coco")
+# Compatibility keys that the COCO path reads (common/coco_data.py): no warning there.
+COCO_READ_KEYS = ("DATASET.TEST_SET", "TEST.USE_GT_BBOX")
+COCO_TEST_SETS = ("test", "val")
+
+
+def _check_dataset_format(cfg: CN) -> None:
+    """``DATASET.FORMAT`` in any case ('COCO' is 'coco'); another value, or a COCO
+    ``DATASET.TEST_SET`` other than test or val, is refused here, before any file is read."""
+    given = str(cfg.DATASET.FORMAT)
+    if given.lower() not in DATASET_FORMATS:
+        raise ConfigError(f"DATASET.FORMAT is {given!r}: expected one of {list(DATASET_FORMATS)} "
+                          "(csv: the competition layout, coco: person-keypoints JSON files)")
+    cfg.DATASET.FORMAT = given.lower()
+    if cfg.DATASET.FORMAT == "coco" and cfg.DATASET.TEST_SET not in COCO_TEST_SETS:
+        raise ConfigError(f"DATASET.TEST_SET is {cfg.DATASET.TEST_SET!r}: with DATASET.FORMAT coco "
+                          f"expected one of {list(COCO_TEST_SETS)} (TEST_JSON or VAL_JSON)")
+
+
 def get_defaults() -> CN:
     """A fresh copy of the defaults."""
     return _C.clone()
@@ -355,7 +375,10 @@ def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = Non
         merge_file(cfg, Path(cfg_file), _C)
     if opts:
         merge_opts(cfg, list(opts), _C)
-    warn_compat_keys(cfg, _C, COMPAT_KEYS)
+    _check_dataset_format(cfg)
+    coco = cfg.DATASET.FORMAT == "coco"
+    warn_compat_keys(cfg, _C, {key: instead for key, instead in COMPAT_KEYS.items()
+                               if not (coco and key in COCO_READ_KEYS)})  # fmt: skip
     cfg.freeze()
     return cfg
 

@@ -53,8 +53,9 @@ def is_competition_table(image_names: Sequence[str]) -> bool:
 class KeypointTable:
     """Images and their keypoints (N, J, 2) in original pixels. A COCO table has one row per
     person and also its ``boxes`` (N, 4), ``visibility`` (N, J) COCO v flags and split
-    ``groups`` (its image, so one image's people stay in one split); CSV tables leave them
-    None (boxes are the keypoint extents, every keypoint visible)."""
+    ``groups`` (its image or subject, so one image's people stay in one split), and
+    ``grouped_by`` says which, and ``areas`` (N,) the people's areas (the OKS scale); CSV tables
+    leave them None (boxes are the keypoint extents, every keypoint visible)."""
 
     names: list[str]
     paths: list[Path]
@@ -63,6 +64,8 @@ class KeypointTable:
     boxes: np.ndarray | None = None
     visibility: np.ndarray | None = None
     groups: list[str] | None = None
+    grouped_by: str | None = None
+    areas: np.ndarray | None = None
 
     def subset(self, indices: np.ndarray) -> KeypointTable:
         return KeypointTable(
@@ -73,6 +76,8 @@ class KeypointTable:
             None if self.boxes is None else self.boxes[indices],
             None if self.visibility is None else self.visibility[indices],
             None if self.groups is None else [self.groups[i] for i in indices],
+            self.grouped_by,
+            None if self.areas is None else self.areas[indices],
         )
 
 
@@ -303,6 +308,17 @@ def split_groups(image_names: list[str]) -> list[str]:
         else:
             groups.append(parse_motion_filename(name).subject)
     return groups
+
+
+def table_groups(table: KeypointTable, by_subject: bool = True) -> tuple[list[str] | None, str]:
+    """The groups that splits and folds keep together, and what they are: a COCO table's own
+    (image or the file's subject field), else with ``by_subject`` the competition subject of
+    each file name (``split_groups``), else none."""
+    if table.groups is not None:
+        return table.groups, table.grouped_by or "image"
+    if by_subject:
+        return split_groups(table.names), "subject (from the file names)"
+    return None, "nothing"
 
 
 def keypoint_extent_boxes(keypoints: np.ndarray) -> np.ndarray:

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from yacs.config import CfgNode as CN
 
-from common.config_check import merge_file, merge_opts, warn_compat_keys
-from common.errors import ConfigError
+from common.config_check import COMMAND_LINE, merge_file, merge_opts, warn_compat_keys
+from common.config_values import check_values
+from common.dataset_format import format_compat_keys, normalise_dataset_format
 
 _C = CN()
 
@@ -65,8 +66,11 @@ _C.MODEL.EXTRA = CN(new_allowed=True)
 # 'pooled' regresses normalised corners from pooled multi-resolution features.
 _C.MODEL.BBOX_HEAD = "pooled"
 # Stage two, issue 13: unbiased data processing (crop, targets and decoding map pixel centres
-# with (size - 1) scaling; HRNet_keypoint/subpixel.py). Off reproduces the official numerics.
+# with (size - 1) scaling; HRNet_keypoint/codecs/udp.py). Off reproduces the official numerics.
 _C.MODEL.UDP = False
+# Stage two's codec (targets, decoding, crop; HRNet_keypoint/codecs/): 'quarter' (official),
+# 'dark' (sub-pixel targets, DARK decoding), 'udp'; '' reads MODEL.UDP, then TEST.DECODE.
+_C.MODEL.CODEC = ""
 
 _C.LOSS = CN()
 _C.LOSS.USE_OHKM = False
@@ -339,25 +343,6 @@ COMPAT_KEYS: dict[str, str] = {
 }
 
 
-DATASET_FORMATS = ("csv", "coco")
-# Compatibility keys that the COCO path reads (common/coco_data.py): no warning there.
-COCO_READ_KEYS = ("DATASET.TEST_SET", "TEST.USE_GT_BBOX")
-COCO_TEST_SETS = ("test", "val")
-
-
-def _check_dataset_format(cfg: CN) -> None:
-    """``DATASET.FORMAT`` in any case ('COCO' is 'coco'); another value, or a COCO
-    ``DATASET.TEST_SET`` other than test or val, is refused here, before any file is read."""
-    given = str(cfg.DATASET.FORMAT)
-    if given.lower() not in DATASET_FORMATS:
-        raise ConfigError(f"DATASET.FORMAT is {given!r}: expected one of {list(DATASET_FORMATS)} "
-                          "(csv: the competition layout, coco: person-keypoints JSON files)")
-    cfg.DATASET.FORMAT = given.lower()
-    if cfg.DATASET.FORMAT == "coco" and cfg.DATASET.TEST_SET not in COCO_TEST_SETS:
-        raise ConfigError(f"DATASET.TEST_SET is {cfg.DATASET.TEST_SET!r}: with DATASET.FORMAT coco "
-                          f"expected one of {list(COCO_TEST_SETS)} (TEST_JSON or VAL_JSON)")
-
-
 def get_defaults() -> CN:
     """A fresh copy of the defaults."""
     return _C.clone()
@@ -368,17 +353,20 @@ def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = Non
 
     An unknown key, a wrong type or a YAML syntax error is a ``ConfigError`` naming the key,
     the file (or the command line) and the closest valid key; a compatibility key set to
-    another value than its default logs a warning with what to use instead.
+    another value than its default logs a warning with what to use instead. A value no stage
+    can use (an unknown decoder, a scale of 0, one fold) is refused here too
+    (``common/config_values.py``), before any data or model.
     """
     cfg = get_defaults()
+    sources: dict[str, str] = {}
     if cfg_file:
-        merge_file(cfg, Path(cfg_file), _C)
+        sources.update(dict.fromkeys(merge_file(cfg, Path(cfg_file), _C), str(cfg_file)))
     if opts:
         merge_opts(cfg, list(opts), _C)
-    _check_dataset_format(cfg)
-    coco = cfg.DATASET.FORMAT == "coco"
-    warn_compat_keys(cfg, _C, {key: instead for key, instead in COMPAT_KEYS.items()
-                               if not (coco and key in COCO_READ_KEYS)})  # fmt: skip
+        sources.update(dict.fromkeys(list(opts)[0::2], COMMAND_LINE))
+    normalise_dataset_format(cfg)
+    check_values(cfg, sources)
+    warn_compat_keys(cfg, _C, format_compat_keys(cfg, COMPAT_KEYS))
     cfg.freeze()
     return cfg
 

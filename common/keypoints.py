@@ -116,7 +116,8 @@ def _numbers(
         if not ok or (value <= 0 if positive else value < 0):
             need = "> 0" if positive else ">= 0"
             raise KeypointSetError(
-                f"{source}: field '{field}': value {index} ({value!r}) must be a finite number {need}"
+                f"{source}: field '{field}': value {index} ({value!r}) must be a finite number "
+                f"{need}"
             )
     return tuple(float(value) for value in raw)
 

@@ -26,18 +26,13 @@ from common.coco import keypoint_results, read_coco_json, write_json
 from common.errors import ConfigError
 from common.io import atomic_write_text
 from common.keypoint_config import config_keypoint_set
+from common.keypoint_table import KeypointTable, dataset_root, table_boxes
 from common.motion_data import write_keypoint_csv
 from common.seed import seed_everything
 from common.stage import TrainRun
-from common.stage_data import (
-    KeypointTable,
-    dataset_root,
-    load_training_table,
-    table_boxes,
-    table_groups,
-)
+from common.stage_data import load_training_table, table_groups
+from common.state_dict import load_state_dict_strict
 from common.trainer import fit
-from models.weights import load_state_dict_strict
 
 
 def group_folds(groups: Sequence[str], folds: int, seed: int,

@@ -149,7 +149,7 @@ def test_upper_case_format_is_the_coco_path(data_set, tmp_path):
     line = _one_line_error(done, "field 'file_name'")
     assert "train_df.csv" not in line
     _one_line_error(_train(data_set, tmp_path, "DATASET.FORMAT", "xml"),
-                    "DATASET.FORMAT is 'xml'", "'csv', 'coco'")
+                    "DATASET.FORMAT", "'csv', 'coco'")
     _one_line_error(_train(data_set, tmp_path, "DATASET.TEST_SET", "train"),
                     "DATASET.TEST_SET is 'train'", "'test', 'val'")
 

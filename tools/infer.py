@@ -38,7 +38,7 @@ from common.seed import seed_everything
 from common.visualize import PRED_COLOUR, draw_skeleton
 from HRNet_bbox import engine as bbox_engine
 from HRNet_keypoint import engine as keypoint_engine
-from HRNet_keypoint.coco_test import rescore
+from HRNet_keypoint.coco_results import rescore
 
 CHUNK = 16  # images or frames decoded at a time
 
@@ -170,4 +170,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.cli import run_tool
+
+    run_tool(main)

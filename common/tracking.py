@@ -11,6 +11,8 @@ of a second at 25 fps: a person hidden behind another for a few frames keeps its
 
 from __future__ import annotations
 
+import argparse
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,3 +151,55 @@ def track_people(tracker: PeopleTracker, frames: np.ndarray, boxes: np.ndarray,
         ids[members], out[members] = tracker.update(int(frame), boxes[members],
                                                     keypoints[members], scores[members])
     return ids, out
+
+
+def _number(low: float, low_allowed: bool, high: float = math.inf):
+    """An argparse type: a finite number above ``low`` (or equal, if allowed), up to ``high``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (value > low or (low_allowed and value == low))
+                and value <= high):
+            raise argparse.ArgumentTypeError(
+                f"expected a number {'>=' if low_allowed else '>'} {low:g}"
+                + (f" and <= {high:g}" if math.isfinite(high) else "") + f", got {text!r}")
+        return value
+    return parse
+
+
+def _count(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
+def add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    """``tools/infer.py``'s options for video (tracking, ``--smooth``) and people pictures."""
+    defaults, tracking = OneEuroSettings(), TrackerSettings()
+    group = parser.add_argument_group("video and pictures")
+    group.add_argument("--smooth", action="store_true",
+                       help="video: One Euro filter on each tracked person's keypoints")
+    group.add_argument("--smooth-min-cutoff", type=_number(0.0, False),
+                       default=defaults.min_cutoff, help="Hz, the cutoff at rest: lower is "
+                       f"smoother (default {defaults.min_cutoff})")
+    group.add_argument("--smooth-beta", type=_number(0.0, True), default=defaults.beta,
+                       help="how fast the cutoff rises with speed: higher lags less "
+                       f"(default {defaults.beta})")
+    group.add_argument("--smooth-d-cutoff", type=_number(0.0, False),
+                       default=defaults.d_cutoff,
+                       help=f"Hz, the speed estimate's cutoff (default {defaults.d_cutoff})")
+    group.add_argument("--track-max-missed", type=_count, default=tracking.max_missed,
+                       help="video: frames a person may go unseen and keep its track id "
+                       f"(default {tracking.max_missed})")
+    group.add_argument("--kp-thr", type=_number(0.0, True, 1.0), default=0.3,
+                       help="pictures: joints scored below this are drawn faint (default 0.3)")
+
+
+def tracker_from_arguments(args: argparse.Namespace, sigmas, fps: float) -> PeopleTracker:
+    """The tracker (and filter, with ``--smooth``) the options of ``add_video_arguments`` ask."""
+    smoothing = OneEuroSettings(args.smooth_min_cutoff, args.smooth_beta,
+                                args.smooth_d_cutoff) if args.smooth else None
+    return PeopleTracker(sigmas, TrackerSettings(max_missed=args.track_max_missed), smoothing,
+                         fps)

@@ -45,14 +45,14 @@ from yacs.config import CfgNode
 
 from common.errors import ConfigError, MissingFileError
 from common.io import atomic_path
+from common.state_dict import load_state_dict_strict
 from models import auto_backend
 from models.auto_backend import AUTO
+from models.compute_wrappers import BatchStatistics, Bfloat16
 from models.fuse import fuse_conv_bn
 from models.onnxruntime_backend import OnnxRuntimeModel
 from models.openvino_backend import OpenVinoModel
 from models.quantize import INT8_BACKEND, CalibrationInputs, int8_export
-from models.test_modes import BatchStatistics, Bfloat16
-from models.weights import load_state_dict_strict
 
 BACKENDS = ("torch", "fused", "onnxruntime", "openvino")
 OPENVINO_INT8 = "openvino-int8"

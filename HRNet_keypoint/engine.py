@@ -18,6 +18,7 @@ from common.checkpoint import BEST_NAME
 from common.coco import keypoint_results, write_json
 from common.coco_data import coco_test_people
 from common.errors import ConfigError, MissingFileError
+from common.image_cache import cached_decodes
 from common.io import image_size, read_image
 from common.keypoint_config import config_keypoint_set
 from common.keypoint_table import KeypointTable, dataset_root, labelled_mask, table_boxes
@@ -112,6 +113,7 @@ def build_stage(
     train_set = KeypointDataset(
         cfg, train.paths, train.keypoints, True,
         kp_set.flip_pairs, kp_set.upper_body, kp_set.lower_body,
+        images=cached_decodes(train.paths, cfg.DATASET.CACHE_DECODED_MB),
         reduced_decode=cfg.DATASET.REDUCED_DECODE, boxes=train.boxes,
         visibility=train.visibility,
     )  # fmt: skip

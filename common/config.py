@@ -107,6 +107,11 @@ _C.DATASET.MAX_IMAGE_PIXELS = 100_000_000  # refuse images whose header declares
 # default: in the demo (tiny box config, one seed) it left stage one at a validation corner
 # error of 38.8 px against 26.4 px with whole decodes; stage two was unharmed.
 _C.DATASET.REDUCED_DECODE = False
+# Stage two's training images decoded once, before the loader's workers start, when all of
+# them fit this many megabytes (common/image_cache.py; 1024: about 170 1920x1080 images), and
+# read from their files otherwise (also with 0). The workers share the decodes; a cached set
+# is cropped from its whole decodes (REDUCED_DECODE does not apply to it).
+_C.DATASET.CACHE_DECODED_MB = 1024
 # Where a stage finds its files under ROOT. Image names in the CSVs may include subfolders
 # (the hand configs use the gesture frames, ``<folder>/<n>.png``).
 _C.DATASET.TRAIN_CSV = "train_df.csv"

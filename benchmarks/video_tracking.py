@@ -29,7 +29,7 @@ Measures, in pixels, over both people, all joints and the frames in which the pe
 
 ``python benchmarks/video_tracking.py [--seeds 0 1 2] [--frames 72] [--out output/crossing]``
 writes ``OUT/crossing.mp4`` and ``OUT/crossing_truth.json`` (first seed; ``tools/infer.py
---boxes`` reads the truth file), ``OUT/crossing_frames.png`` (frames drawn raw and smoothed,
+--boxes`` reads the truth file), ``OUT/crossing_frames.jpg`` (frames drawn raw and smoothed,
 colour by track id), ``OUT/video_tracking.json`` and prints the table.
 """
 
@@ -103,7 +103,7 @@ def picture(video: CrossingVideo, found: list, raw: tuple, smooth: tuple,
                       for k in range(len(found)) if found[k][0] == frame]
             rows.append(draw_people(video.frames[frame], people, 0.3, skeleton, tracked=True))
     titles = [f"{kind} frame {frame}" for kind in ("raw", "--smooth") for frame in frames]
-    return contact_sheet(rows, columns=len(frames), titles=titles)
+    return contact_sheet(rows, columns=len(frames), cell_width=640, titles=titles)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             middle = args.frames // 2
             sheet = picture(video, found, outputs["raw"], outputs["--smooth"],
                             [middle - 8, middle, middle + 8])
-            cv2.imwrite(str(args.out / "crossing_frames.png"), sheet)
+            cv2.imwrite(str(args.out / "crossing_frames.jpg"), sheet,
+                        [cv2.IMWRITE_JPEG_QUALITY, 80])
     summary = {name: {key: float(np.mean([r[key] for r in runs])) for key in runs[0]
                       if key != "seed"} for name, runs in results.items()}
     print(f"{len(args.seeds)} videos of {args.frames} frames at {args.width}x{args.height}, "

@@ -19,6 +19,7 @@ from yacs.config import CfgNode as CN
 
 from common.config_check import COMMAND_LINE, merge_file, merge_opts, warn_compat_keys
 from common.config_values import check_values
+from common.dataset_format import format_compat_keys, normalise_dataset_format
 
 _C = CN()
 
@@ -371,8 +372,9 @@ def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = Non
     if opts:
         merge_opts(cfg, list(opts), _C)
         sources.update(dict.fromkeys(list(opts)[0::2], COMMAND_LINE))
+    normalise_dataset_format(cfg)
     check_values(cfg, sources)
-    warn_compat_keys(cfg, _C, COMPAT_KEYS)
+    warn_compat_keys(cfg, _C, format_compat_keys(cfg, COMPAT_KEYS))
     cfg.freeze()
     return cfg
 

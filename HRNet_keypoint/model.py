@@ -18,7 +18,7 @@ from yacs.config import CfgNode
 from common.errors import ConfigError
 from HRNet_keypoint.heads import head_class
 from models.backbones import build_backbone
-from models.hrnet import load_configured_pretrained
+from models.hrnet import init_weights, load_configured_pretrained
 
 _PARTS = ("backbone.", "head.")
 
@@ -61,10 +61,12 @@ def _nest_keys(module: PoseModel, state: dict, prefix: str, *args) -> None:
 
 def build_pose_model(cfg: CfgNode, is_train: bool,
                      logger: logging.Logger | None = None) -> PoseModel:  # fmt: skip
-    """Backbone and head from the config; for training, ``MODEL.PRETRAINED`` loaded into both
-    (its ``PRETRAINED_LAYERS``). At test time the trained weights are loaded afterwards."""
+    """Backbone and head from the config with the official initialisation; for training,
+    ``MODEL.PRETRAINED`` loaded into both (its ``PRETRAINED_LAYERS``). At test time the trained
+    weights are loaded afterwards."""
     backbone = build_backbone(cfg)
     model = PoseModel(backbone, head_class(cfg)(cfg, backbone.out_channels))
+    init_weights(model)  # official: every module built first, then initialised in order
     if is_train:
         load_configured_pretrained(model, cfg, logger)
     return model

@@ -23,8 +23,8 @@ the forwards under ``torch.no_grad`` and write the stage's file with pickle or p
 One deliberate change: ``model.eval()`` is called, which the competition's test scripts never
 did (their batch norm ran on each batch's statistics), so that the answers can be compared with
 the project's; it costs nothing. The numerics come from the project's own implementations of the
-official functions (``HRNet_keypoint.transforms``, ``HRNet_keypoint.codecs.quarter``), which the test
-suite checks against the official behaviour.
+official functions (``HRNet_keypoint.transforms``, ``HRNet_keypoint.codecs.quarter``), which the
+test suite checks against the official behaviour.
 """
 
 from __future__ import annotations

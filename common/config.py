@@ -68,11 +68,9 @@ _C.MODEL.BBOX_HEAD = "pooled"
 # Stage two, issue 13: unbiased data processing (crop, targets and decoding map pixel centres
 # with (size - 1) scaling; HRNet_keypoint/codecs/udp.py). Off reproduces the official numerics.
 _C.MODEL.UDP = False
-# Stage two's codec (targets, decoding, crop; HRNet_keypoint/codecs/): 'quarter' (official),
-# 'dark' (sub-pixel targets, DARK decoding), 'udp'; '' reads MODEL.UDP, then TEST.DECODE.
+# Stage two's parts (README, "How the code is organised"): codec ('' reads MODEL.UDP, then
+# TEST.DECODE), backbone (its size from MODEL.EXTRA), head.
 _C.MODEL.CODEC = ""
-# Stage two's network (HRNet_keypoint/model.py): MODEL.BACKBONE from models/backbones.py (its
-# size from MODEL.EXTRA), MODEL.HEAD from HRNet_keypoint/heads/.
 _C.MODEL.BACKBONE = "hrnet"
 _C.MODEL.HEAD = "heatmap"
 

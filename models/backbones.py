@@ -21,7 +21,7 @@ BACKBONES: dict[str, str] = {
 
 
 def build_backbone(cfg: CfgNode) -> nn.Module:
-    """The backbone ``MODEL.BACKBONE`` names, randomly initialised as its builder does."""
+    """The backbone ``MODEL.BACKBONE`` names (initialised by the model that composes it)."""
     name = str(cfg.MODEL.BACKBONE)
     if name not in BACKBONES:
         raise ConfigError(f"MODEL.BACKBONE must be one of {sorted(BACKBONES)}, got {name!r}")

@@ -376,10 +376,9 @@ def build_pose_hrnet(cfg: CfgNode, is_train: bool,
 
 
 def build_hrnet_backbone(cfg: CfgNode) -> HighResolutionNet:
-    """The HRNet backbone of ``MODEL.EXTRA`` with the official initialisation."""
-    model = HighResolutionNet(cfg.MODEL.EXTRA)
-    init_weights(model)
-    return model
+    """The HRNet backbone of ``MODEL.EXTRA`` (the composed model gets the official
+    initialisation, ``init_weights``, once its head is on)."""
+    return HighResolutionNet(cfg.MODEL.EXTRA)
 
 
 def load_configured_pretrained(model: nn.Module, cfg: CfgNode,

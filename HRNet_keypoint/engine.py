@@ -19,6 +19,7 @@ from common.coco import keypoint_results, write_json
 from common.coco_data import coco_test_people
 from common.coco_eval import people_oks_ap
 from common.errors import ConfigError, MissingFileError
+from common.image_cache import cached_decodes
 from common.io import image_size, read_image
 from common.keypoint_config import config_keypoint_set
 from common.keypoint_table import KeypointTable, dataset_root, labelled_mask, table_boxes
@@ -129,6 +130,7 @@ def build_stage(
     train_set = KeypointDataset(
         cfg, train.paths, train.keypoints, True,
         kp_set.flip_pairs, kp_set.upper_body, kp_set.lower_body,
+        images=cached_decodes(train.paths, cfg.DATASET.CACHE_DECODED_MB),
         reduced_decode=cfg.DATASET.REDUCED_DECODE, boxes=train.boxes,
         visibility=train.visibility,
     )  # fmt: skip

@@ -343,19 +343,23 @@ def get_defaults() -> CN:
     return _C.clone()
 
 
-def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = None) -> CN:
+def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = None,
+                unread: dict[str, str] | None = None) -> CN:
     """Defaults, then the experiment file, then ``KEY VALUE`` overrides; frozen.
 
     An unknown key, a wrong type or a YAML syntax error is a ``ConfigError`` naming the key,
     the file (or the command line) and the closest valid key; a compatibility key set to
-    another value than its default logs a warning with what to use instead.
+    another value than its default logs a warning with what to use instead. ``unread``: a
+    tool that reads only part of a config (``tools/infer.py`` trains nothing and reads no data
+    set) gives its own map of the keys it does not read but a user may expect it to, with what
+    to use instead; those are warned about instead of ``COMPAT_KEYS``.
     """
     cfg = get_defaults()
     if cfg_file:
         merge_file(cfg, Path(cfg_file), _C)
     if opts:
         merge_opts(cfg, list(opts), _C)
-    warn_compat_keys(cfg, _C, COMPAT_KEYS)
+    warn_compat_keys(cfg, _C, COMPAT_KEYS if unread is None else unread)
     cfg.freeze()
     return cfg
 

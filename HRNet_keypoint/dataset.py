@@ -18,11 +18,10 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
-from common.box_files import clean_box
+from common.boxes import clean_box, keypoint_extent_boxes
 from common.image_data import ImageDataset, normalize_crop
 from common.io import image_size
 from common.keypoint_config import config_keypoint_set
-from common.stage_data import keypoint_extent_boxes
 from HRNet_keypoint.codec import generate_target
 from HRNet_keypoint.subpixel import udp_affine_transform, udp_generate_target
 from HRNet_keypoint.transforms import (

@@ -18,8 +18,8 @@ from torch import nn
 from yacs.config import CfgNode
 
 from common.keypoint_config import config_keypoint_set
+from common.loaders import make_loader
 from common.progress import batch_size, progress
-from common.trainer import make_loader
 from HRNet_keypoint.dataset import BoxDataset, crop_image, normalize_crop
 from HRNet_keypoint.inference import predict_heatmaps
 from HRNet_keypoint.subpixel import decode_for_config, udp_affine_transform

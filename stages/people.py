@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
-from common.box_files import BoxList, clean_box, read_box_annotations, read_box_list
+from common.box_files import BoxList, read_box_annotations, read_box_list
+from common.boxes import clean_box
 from common.errors import UserError
 from common.media import Media
 from common.motion_data import first_items
 from HRNet_keypoint import engine as keypoint_engine
-from HRNet_keypoint.coco_test import rescore
+from HRNet_keypoint.coco_results import rescore
 
 COCO_PERSON = 1
 

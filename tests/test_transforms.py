@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.box_files import clean_box
+from common.boxes import clean_box
 from HRNet_keypoint.transforms import (
     affine_transform,
     box_to_center_scale,

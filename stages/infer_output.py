@@ -80,6 +80,9 @@ def staged_folder(out: Path) -> Iterator[Path]:
 def person_entry(where: dict, person: Person) -> dict:
     """One person as a keypoints.json entry (COCO keypoint results, plus ``bbox``)."""
     triples = np.concatenate([person.keypoints, person.keypoint_scores[:, None]], axis=1)
+    if not np.isfinite(triples).all():
+        raise UserError(f"{where}: the model predicted NaN or infinite keypoints (broken "
+                        "weights?); nothing was written")
     entry = {**where, "bbox": [float(v) for v in person.box],
              "keypoints": triples.ravel().tolist(), "score": float(person.score)}
     if person.track_id is not None:

@@ -119,3 +119,47 @@ def test_imagenet_hrnet_is_no_keypoint_model_nor_another_width(imagenet_w32) -> 
     with pytest.raises(CheckpointMismatchError, match="ImageNet HRNet whose backbone does not "
                                                       "fit.*NUM_CHANNELS"):
         load_pretrained(tiny(), imagenet_w32["pth"], layers=OFFICIAL_PRETRAINED_LAYERS)
+
+
+@pytest.mark.slow
+def test_infer_with_official_and_mmpose_w48_checkpoints(tmp_path) -> None:
+    """The README's command, literally, on a folder (official layout) and a video (MMPose
+    layout) with W48 384x288 weights of the real shapes: no option but --input, --cfg and
+    --weights (and --out)."""
+    import json
+    import subprocess
+    import sys
+
+    import cv2
+
+    from models.backends import randomize_weights
+
+    cfg = ROOT / "experiments/coco/w48_384x288.yaml"
+    with torch.device("meta"):
+        model = PoseHighResolutionNet(load_config(cfg).MODEL.EXTRA, 17)
+    state = randomize_weights(model.to_empty(device="cpu"), seed=0).state_dict()
+    official = tmp_path / "pose_hrnet_w48_384x288.pth"
+    torch.save(state, official)
+    mmpose = tmp_path / "td-hm_hrnet-w48_8xb32-210e_coco-384x288.pth"
+    torch.save(mmpose_checkpoint(state), mmpose)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("one.jpg",):
+        cv2.imwrite(str(photos / name), rng.integers(0, 255, (120, 90, 3), dtype=np.uint8))
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (96, 64))
+    for _ in range(1):
+        writer.write(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8))
+    writer.release()
+    for source, weights in ((photos, official), (video, mmpose)):
+        out = tmp_path / f"out_{source.name}"
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "tools/infer.py"), "--input", str(source), "--cfg",
+             str(cfg), "--weights", str(weights), "--out", str(out)],
+            capture_output=True, text=True, cwd=ROOT, timeout=600)
+        assert result.returncode == 0, result.stderr
+        assert "warning" not in result.stderr, result.stderr
+        entries = json.loads((out / "keypoints.json").read_text())
+        assert len(entries) == 1 and all(len(e["keypoints"]) == 17 * 3 for e in entries)
+        assert np.isfinite([v for e in entries for v in e["keypoints"]]).all()

@@ -35,7 +35,6 @@ from common.keypoint_config import config_keypoint_set
 from common.media import iterate_chunks, open_media
 from common.progress import progress
 from common.seed import seed_everything
-from HRNet_bbox import engine as bbox_engine
 from HRNet_keypoint import engine as keypoint_engine
 from stages.infer_output import PeopleWriter, check_out_folder, staged_folder
 from stages.people import ModelBoxes, WholePicture, given_boxes, predict_people
@@ -55,6 +54,8 @@ def _warn(message: str) -> None:
 
 
 def _stage_one_boxes(args: argparse.Namespace, device: torch.device) -> ModelBoxes:
+    from HRNet_bbox import engine as bbox_engine  # only here: it imports albumentations (~1 s)
+
     cfg = load_config(args.bbox_cfg, args.opts, unread=UNREAD_KEYS)
     model = bbox_engine.load_model_for_test(cfg, args.bbox_output, device)
 

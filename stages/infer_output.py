@@ -22,7 +22,7 @@ import pandas as pd
 from common.errors import UserError
 from common.keypoints import KeypointSet, coordinate_columns
 from common.media import Media
-from common.visualize import PRED_COLOUR, draw_skeleton
+from common.visualize import draw_people
 from stages.people import Person, PicturePeople
 
 RESULT_FILES = ("keypoints.json", "keypoints.csv")
@@ -93,8 +93,10 @@ def person_entry(where: dict, person: Person) -> dict:
 class PeopleWriter:
     """Draws each picture as it comes and keeps its people for keypoints.json and .csv."""
 
-    def __init__(self, folder: Path, media: Media, keypoint_set: KeypointSet) -> None:
+    def __init__(self, folder: Path, media: Media, keypoint_set: KeypointSet,
+                 faint_below: float) -> None:
         self.folder, self.media, self.keypoint_set = folder, media, keypoint_set
+        self.faint_below = faint_below
         self.entries: list[dict] = []
         self.pictures = 0
         self.video = None
@@ -107,11 +109,13 @@ class PeopleWriter:
         return {"file_name": name}
 
     def add(self, picture: PicturePeople) -> None:
-        drawn = picture.image
-        for person in picture.people:
+        drawn_people = []
+        for number, person in enumerate(picture.people, start=1):
             self.entries.append(person_entry(self._where(picture.name), person))
-            drawn = draw_skeleton(drawn, person.keypoints, PRED_COLOUR, person.box,
-                                  skeleton=self.keypoint_set.skeleton)
+            drawn_people.append((number if person.track_id is None else person.track_id,
+                                 person.keypoints, person.keypoint_scores, person.box))
+        drawn = draw_people(picture.image, drawn_people, self.faint_below,
+                            self.keypoint_set.skeleton, tracked=self.media.kind == "video")
         self.pictures += 1
         if self.media.kind != "video":
             path = self.folder / PICTURES / picture.name

@@ -16,6 +16,11 @@ Writes ``OUT/keypoints.json`` (per person: ``file_name`` or ``frame``, ``bbox``,
 pictures (``OUT/pictures/``, each under its input's name) or ``OUT/<video>_keypoints.mp4``.
 A run that fails leaves no output folder; pictures that cannot be read are named at the end
 (exit 2) after the others' results are written. ``KEY VALUE`` overrides go to both configs.
+
+Each person is drawn in its own colour with its number, joints scored below ``--kp-thr`` faint,
+and a legend below the picture. On a video every person gets a ``track_id`` (kept across
+frames, drawn as its number and colour; ``common/tracking.py``), and ``--smooth`` filters each
+track's keypoints (One Euro, ``--smooth-min-cutoff``, ``--smooth-beta``, ``--smooth-d-cutoff``).
 """
 
 from __future__ import annotations
@@ -35,9 +40,10 @@ from common.keypoint_config import config_keypoint_set
 from common.media import iterate_chunks, open_media
 from common.progress import progress
 from common.seed import seed_everything
+from common.tracking import PeopleTracker, add_video_arguments, tracker_from_arguments
 from HRNet_keypoint import engine as keypoint_engine
 from stages.infer_output import PeopleWriter, check_out_folder, staged_folder
-from stages.people import ModelBoxes, WholePicture, given_boxes, predict_people
+from stages.people import ModelBoxes, PicturePeople, WholePicture, given_boxes, predict_people
 
 CHUNK = 16  # images or frames decoded at a time
 # Keys a user may expect infer to read, which it does not (it reads no data set): what to do.
@@ -81,6 +87,19 @@ def _keypoint_config(args: argparse.Namespace):
     return cfg
 
 
+def _track(picture: PicturePeople, tracker: PeopleTracker | None) -> None:
+    """Video: each person's track id and (with --smooth) filtered keypoints, in place."""
+    if tracker is None or not picture.people:
+        return
+    people = picture.people
+    ids, keypoints = tracker.update(int(picture.name.split("_")[1]),
+                                    np.array([p.box for p in people]),
+                                    np.array([p.keypoints for p in people]),
+                                    np.array([p.keypoint_scores for p in people]))
+    for person, track_id, points in zip(people, ids, keypoints, strict=True):
+        person.track_id, person.keypoints = int(track_id), points
+
+
 def run(args: argparse.Namespace) -> dict:
     """Check everything, then predict every picture into a staged folder moved to ``--out``."""
     keypoint_cfg = _keypoint_config(args)
@@ -99,16 +118,22 @@ def run(args: argparse.Namespace) -> dict:
     if source is None:
         source = _stage_one_boxes(args, device)
     print(f"boxes: {source.describe}", file=sys.stderr)
+    video = media.kind == "video"
+    tracker = tracker_from_arguments(args, kp_set.sigmas, media.fps) if video else None
+    if args.smooth and not video:
+        _warn(f"--smooth filters keypoints over a video's frames; it has no effect on "
+              f"{media.kind} input")
     unreadable: list[str] = []
     outside: list[str] = []
     with staged_folder(args.out) as folder:
-        writer = PeopleWriter(folder, media, kp_set)
+        writer = PeopleWriter(folder, media, kp_set, args.kp_thr)
         chunks = iterate_chunks(media, CHUNK, unreadable)
         pictures = predict_people(chunks, source, model, keypoint_cfg, device,
                                   args.det_thr, args.max_people, outside)
         total = media.frames or None if media.kind == "video" else len(media.files)
         for picture in progress(pictures, f"infer {media.kind}", total,
                                 "frames" if media.kind == "video" else "images"):
+            _track(picture, tracker)
             writer.add(picture)
         summary = writer.close()
     if outside:
@@ -143,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-people", type=positive_int, help="keep the best N per picture")
     parser.add_argument("--category-id", type=int, help="use only boxes of this category")
     parser.add_argument("--out", type=Path, default=Path("predictions"))
+    add_video_arguments(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE for both configs")
     args = parser.parse_args(argv)
     if (args.bbox_cfg is None) != (args.bbox_output is None):

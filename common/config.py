@@ -364,10 +364,8 @@ def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = Non
     the file (or the command line) and the closest valid key; a compatibility key set to
     another value than its default logs a warning with what to use instead. A value no stage
     can use (an unknown decoder, a scale of 0, one fold) is refused here too
-    (``common/config_values.py``), before any data or model. ``unread``: a tool that reads
-    only part of a config (``tools/infer.py`` trains nothing and reads no data set) gives its
-    own map of the keys it does not read but a user may expect it to, with what to use
-    instead; those are warned about instead of ``COMPAT_KEYS``.
+    (``common/config_values.py``), before any data or model. ``unread``: a tool reading only
+    part of a config (``tools/infer.py``) names the keys it ignores, warned about instead.
     """
     cfg = get_defaults()
     sources: dict[str, str] = {}
@@ -378,8 +376,7 @@ def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = Non
         sources.update(dict.fromkeys(list(opts)[0::2], COMMAND_LINE))
     normalise_dataset_format(cfg)
     check_values(cfg, sources)
-    warn_compat_keys(cfg, _C, format_compat_keys(cfg, COMPAT_KEYS) if unread is None
-                     else unread)
+    warn_compat_keys(cfg, _C, unread or format_compat_keys(cfg, COMPAT_KEYS))
     cfg.freeze()
     return cfg
 

@@ -24,6 +24,7 @@ from common.coco_validate import (
     is_id,
     is_number,
     read_json_file,
+    shown,
     validate_coco,
 )
 from common.io import atomic_path
@@ -187,5 +188,5 @@ def read_keypoint_results(path: str | Path, truth: Mapping, joints: int) -> list
                        f"expected {3 * joints} finite numbers ([x, y, score] per keypoint)")
         if not is_number(result.get("score")):
             raise fail(str(path), where, "score",
-                       f"expected a finite number, got {result.get('score')!r}")
+                       f"expected a finite number, got {shown(result.get('score'))}")
     return results

@@ -45,6 +45,12 @@ def is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def shown(value: Any) -> str:
+    """A value as an error message shows it: its repr, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
 def fail(source: str, where: str, field: str, what: str) -> CocoFormatError:
     return CocoFormatError(f"{source}: {where}, field '{field}': {what}")
 
@@ -106,11 +112,12 @@ def _validate_images(images: list, source: str) -> dict[int, dict]:
         for key in ("width", "height"):
             if not is_id(image.get(key)) or image[key] <= 0:
                 raise fail(source, where, key, f"expected a positive integer, got "
-                           f"{image.get(key)!r}")  # fmt: skip
+                           f"{shown(image.get(key))}")  # fmt: skip
         subject = image.get("subject")
         if "subject" in image and (not isinstance(subject, (str, int)) or subject == ""
                                    or isinstance(subject, bool)):
-            raise fail(source, where, "subject", f"expected a name or an integer, got {subject!r}")
+            raise fail(source, where, "subject",
+                       f"expected a name or an integer, got {shown(subject)}")
         names[image["file_name"]] = image["id"]
         by_id[image["id"]] = image
     with_subject = sum("subject" in image for image in images)
@@ -170,8 +177,8 @@ def _validate_annotation(annotation: Mapping, images: dict, joints: dict, source
                    f"([x, y, v] for each of {count} keypoints), got {got}")
     bad = next((i for i, value in enumerate(keypoints) if not is_number(value)), None)
     if bad is not None:
-        raise fail(source, where, "keypoints", f"value {bad} is {keypoints[bad]!r}; every value "
-                   "must be a finite number")
+        raise fail(source, where, "keypoints", f"value {bad} is {shown(keypoints[bad])}; every "
+                   "value must be a finite number")
     if any(v not in (0, 1, 2) for v in keypoints[2::3]):
         raise fail(source, where, "keypoints", "every visibility v must be 0, 1 or 2")
     image = images[image_id]
@@ -188,7 +195,7 @@ def _validate_annotation(annotation: Mapping, images: dict, joints: dict, source
         area = annotation["area"]
         if not is_number(area) or area < 0 or (area == 0 and labelled and not crowd):
             raise fail(source, where, "area", f"expected a number > 0 (the person's area in "
-                       f"pixels, the OKS scale), got {area!r}")
+                       f"pixels, the OKS scale), got {shown(area)}")
 
 
 def _check_keypoints_in_image(keypoints: list, image: Mapping, source: str, where: str) -> None:
@@ -210,7 +217,7 @@ def _check_box(box: Any, image: Mapping, source: str, where: str, empty_ok: bool
     """[x, y, w, h] of finite numbers, w and h >= 0 (> 0 for a person with labelled keypoints),
     overlapping its image."""
     if not isinstance(box, list) or len(box) != 4 or not all(is_number(v) for v in box):
-        raise fail(source, where, "bbox", f"expected [x, y, w, h] numbers, got {box!r}")
+        raise fail(source, where, "bbox", f"expected [x, y, w, h] numbers, got {shown(box)}")
     x, y, w, h = box
     if w < 0 or h < 0 or (not empty_ok and (w == 0 or h == 0)):
         raise fail(source, where, "bbox", f"expected a width and height > 0, got {box!r}")

@@ -165,6 +165,8 @@ def given_boxes(path: Path, media: Media, category_id: int | None,
         raise BoxSourceError(f"--boxes {path}: none of its {len(pairs)} boxes names one of "
                              f"{what}; its names: {shown}; check the names (file names as in "
                              "the folder, without folders)")
+    if not pairs:
+        warn(f"--boxes {path} holds no boxes: every picture gets 0 people")
     if unmatched:
         warn(f"--boxes {path}: {len(unmatched)} boxes name no picture of the input and are not "
              f"used: {shown}")

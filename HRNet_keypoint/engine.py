@@ -78,7 +78,7 @@ def predict_boxes_scored(
         for inputs, meta in progress(batches, desc, len(dataset), "images", batch_size):
             pred, maxvals = predict_keypoints(
                 model, inputs.to(device), meta["center"].numpy(), meta["scale"].numpy(),
-                cfg, flip_pairs,
+                cfg, flip_pairs, dataset.codec,
             )  # fmt: skip
             coords[meta["index"].numpy()] = pred
             scores[meta["index"].numpy()] = np.asarray(maxvals).reshape(len(pred), -1)

@@ -65,8 +65,11 @@ _C.MODEL.EXTRA = CN(new_allowed=True)
 # 'pooled' regresses normalised corners from pooled multi-resolution features.
 _C.MODEL.BBOX_HEAD = "pooled"
 # Stage two, issue 13: unbiased data processing (crop, targets and decoding map pixel centres
-# with (size - 1) scaling; HRNet_keypoint/subpixel.py). Off reproduces the official numerics.
+# with (size - 1) scaling; HRNet_keypoint/codecs/udp.py). Off reproduces the official numerics.
 _C.MODEL.UDP = False
+# Stage two's codec (targets, decoding, crop; HRNet_keypoint/codecs/): 'quarter' (official),
+# 'dark' (sub-pixel targets, DARK decoding), 'udp'; '' reads MODEL.UDP, then TEST.DECODE.
+_C.MODEL.CODEC = ""
 
 _C.LOSS = CN()
 _C.LOSS.USE_OHKM = False

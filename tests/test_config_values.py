@@ -11,8 +11,8 @@ from common.config_values import CHOICES, LOWERCASED_CHOICES
 from common.errors import ConfigError
 from HRNet_bbox.dataset import BBOX_AUGMENTATIONS
 from HRNet_bbox.model import BOX_HEADS
+from HRNet_keypoint.codecs.udp import REFINEMENTS as DECODE_METHODS
 from HRNet_keypoint.engine import BOX_SOURCES
-from HRNet_keypoint.subpixel import DECODE_METHODS
 from stages import STAGE_MODULES
 from tests.conftest import ROOT
 

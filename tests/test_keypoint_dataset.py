@@ -14,7 +14,7 @@ from common.boxes import clean_box
 from common.config import get_defaults
 from common.io import read_image
 from common.keypoints import MOTION_FLIP_PAIRS, MOTION_LOWER_BODY, MOTION_UPPER_BODY
-from HRNet_keypoint.codec import get_final_preds
+from HRNet_keypoint.codecs.quarter import get_final_preds
 from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
 from HRNet_keypoint.transforms import (
     affine_transform,

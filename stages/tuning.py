@@ -87,6 +87,9 @@ def read_space(path: str | Path) -> dict[str, tuple[str, list]]:
             close = difflib.get_close_matches(str(key), keys, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]}?" if close else "see common/config.py for the keys"
             raise ConfigError(f"{path}: {key} is not a config key: {hint}")
+        if isinstance(_lookup(defaults, str(key)), CfgNode):
+            raise ConfigError(f"{path}: {key} is a group of config keys; name one key in it, "
+                              f"e.g. {next(k for k in keys if k.startswith(f'{key}.'))}")
         if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in SPACE_KINDS:
             raise ConfigError(f"{path}: {key} must be one of {{choice: [...]}}, "
                              f"{{uniform: [low, high]}}, {{loguniform: [low, high]}}")  # fmt: skip

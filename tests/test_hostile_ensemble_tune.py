@@ -153,6 +153,8 @@ def tune_dir(tmp_path_factory):
     ("TRAIN.LR: {uniform: [0, .inf]}\n", ["TRAIN.LR", "finite"]),
     ("TRAIN.LR: {uniform: [1e-2, 1e-4]}\n", ["low < high"]),
     ("TRAIN.LR: {loguniform: [true, 2]}\n", ["TRAIN.LR", "two finite numbers"]),
+    ("TRAIN: {choice: [1]}\n", ["TRAIN is a group of config keys"]),
+    ("MODEL.IMAGE_SIZE: {choice: [[64, 64], [0, 64]]}\n", ["MODEL.IMAGE_SIZE", "[0, 64]"]),
     ("", ["expected a mapping"]),
     ("- TRAIN.LR\n", ["expected a mapping"]),
 ])  # fmt: skip
@@ -196,3 +198,13 @@ def test_the_space_numbers_are_numbers_and_relative_paths_become_absolute(tmp_pa
     opts = absolute_path_opts(load_config(KP_CFG, ["DATASET.ROOT", "data"]))
     assert opts == ["DATASET.ROOT", repr(str(tmp_path / "data"))]
     assert load_config(KP_CFG, opts).DATASET.ROOT == str(tmp_path / "data")
+
+
+def test_out_may_not_be_an_input_a_folder_nor_an_input_twice(results):
+    before = results["a"].read_text()
+    for args, named in (([results["a"], results["b"], "--out", results["a"]], "is one of"),
+                        ([results["a"], results["b"], "--out", results["root"]], "a folder"),
+                        ([results["a"], results["a"], "--out", results["root"] / "r.csv"],
+                         "twice")):  # fmt: skip
+        assert_user_error(run_cli("ensemble", "--inputs", *args), named)
+    assert results["a"].read_text() == before

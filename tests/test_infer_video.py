@@ -55,6 +55,28 @@ def test_crossing_people_keep_their_track_ids(crossing, tmp_path, smooth):
     assert ok and frame.shape[1] == 256 and frame.shape[0] > 144  # the legend below
 
 
+@pytest.mark.slow
+def test_smooth_on_an_image_warns_and_draws_people(crossing, tmp_path, capsys):
+    capture = cv2.VideoCapture(str(crossing / "crossing.mp4"))
+    frame = capture.read()[1]
+    capture.release()
+    cv2.imwrite(str(tmp_path / "still.png"), frame)
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([{"file_name": "still.png", "bbox": box} for box in
+                                 ([20, 20, 60, 100], [150, 30, 60, 100])]))
+    out = tmp_path / "out"
+    assert load_tool("infer").main(
+        ["--input", str(tmp_path / "still.png"), "--keypoint-cfg", KEYPOINT_CFG,
+         "--keypoint-output", str(crossing / "kp"), "--boxes", str(boxes), "--out", str(out),
+         "--smooth"]) == 0
+    assert "--smooth" in capsys.readouterr().err
+    entries = json.loads((out / "keypoints.json").read_text())
+    assert len(entries) == 2 and all("track_id" not in e for e in entries)
+    [picture] = (out / "pictures").glob("still.*")
+    drawn = cv2.imread(str(picture))
+    assert drawn.shape[1] == 256 and drawn.shape[0] > 144
+
+
 def _arguments(crossing, out, *extra):
     return ["--input", str(crossing / "crossing.mp4"), "--keypoint-cfg", KEYPOINT_CFG,
             "--keypoint-output", str(crossing / "kp"), "--boxes",

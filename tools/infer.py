@@ -99,6 +99,9 @@ def run(args: argparse.Namespace) -> dict:
     writer, video_path, entries = None, args.out / f"{media.path.stem}_keypoints.mp4", []
     video = media.kind == "video"
     tracker = tracker_from_arguments(args, kp_set.sigmas, media.fps) if video else None
+    if args.smooth and not video:
+        print("warning: --smooth filters keypoints over a video's frames; it has no effect on "
+              f"{media.kind} input", file=sys.stderr)
     progress = tqdm(total=(media.frames or None) if video else len(media.files),
                     desc=f"infer {media.kind}", unit="frame" if video else "image")
     try:

@@ -50,11 +50,7 @@ def main(argv: list[str] | None = None) -> Path:
     if missing:
         raise MissingFileError(f"--inputs: {len(missing)} not found, e.g. {missing[:3]}; pass "
                                "result files or trained run folders")  # fmt: skip
-    resolved = [path.resolve() for path in args.inputs]
-    if len(set(resolved)) != len(resolved):
-        raise ConfigError("--inputs names one input twice; give each once (use --weights to "
-                          "count one more)")  # fmt: skip
-    if args.out.resolve() in resolved or args.out.is_dir():
+    if args.out.resolve() in [path.resolve() for path in args.inputs] or args.out.is_dir():
         raise ConfigError(f"--out {args.out} is one of the inputs or a folder; name a new file")
     folders = [path.is_dir() for path in args.inputs]
     if all(folders):

@@ -18,19 +18,19 @@ from pathlib import Path
 import numpy as np
 from yacs.config import CfgNode
 
-from common.box_files import read_box_annotations
+from common.box_files import read_box_annotations, read_box_list
 from common.boxes import clean_box
 from common.coco import (
     CocoFormatError,
     coco_keypoint_set,
     person_records,
     read_coco_json,
-    read_json_file,
     validate_coco,
 )
 from common.io import ImageReadError, check_images
 from common.keypoint_config import config_keypoint_set
 from common.keypoint_table import KeypointTable, dataset_root
+from common.motion_data import first_items
 
 
 def coco_file(cfg: CfgNode, key: str) -> Path:
@@ -152,23 +152,31 @@ class PeopleToPredict:
 
 
 def _detections(cfg: CfgNode, images: dict[int, dict], category_id: int) -> list[tuple]:
+    """The detections of the test file's category scoring at least ``TEST.IMAGE_THRE``,
+    cleaned the official way; the file is read and checked by ``common.box_files``."""
     path = dataset_root(cfg) / cfg.TEST.COCO_BBOX_FILE
-    entries = read_json_file(path, "TEST.COCO_BBOX_FILE: detection results", list,
-                             "a list of {image_id, category_id, bbox, score}")  # fmt: skip
+    detections = read_box_list(path, "TEST.COCO_BBOX_FILE: detection results")
+    if detections.boxes and detections.key_kind != "image_id":
+        raise CocoFormatError(f"{path}: detections must name their image by 'image_id' (COCO "
+                              f"detection results), not '{detections.key_kind}'")
+    unknown = [d.key for d in detections.boxes if d.key not in images]
+    if unknown:
+        raise CocoFormatError(f"{path}: {len(unknown)} detections name image ids that are not in "
+                              f"the test file: {first_items(unknown)}")
+    categories = {d.category_id for d in detections.boxes}
+    if detections.boxes and category_id not in categories and None not in categories:
+        raise CocoFormatError(f"{path}: no detection has the test file's category_id "
+                              f"{category_id} (found {first_items(sorted(categories))})")
     people = []
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict) or entry.get("image_id") not in images:
-            raise CocoFormatError(f"{path}: detection {index}: image_id not in the test file")
-        box, score = entry.get("bbox"), entry.get("score")
-        if not (isinstance(box, list) and len(box) == 4 and isinstance(score, (int, float))):
-            raise CocoFormatError(f"{path}: detection {index}: expected bbox [x, y, w, h] and "
-                                  "a score")
-        if entry.get("category_id", category_id) != category_id or score < cfg.TEST.IMAGE_THRE:
+    for detection in detections.boxes:
+        if detection.category_id not in (None, category_id):
             continue
-        image = images[entry["image_id"]]
-        cleaned = clean_box(box, image["width"], image["height"])
+        if detection.score < cfg.TEST.IMAGE_THRE:
+            continue
+        image = images[detection.key]
+        cleaned = clean_box(detection.box, image["width"], image["height"])
         if cleaned is not None:
-            people.append((entry["image_id"], cleaned, float(score)))
+            people.append((detection.key, cleaned, detection.score))
     return people
 
 

@@ -358,14 +358,16 @@ def get_defaults() -> CN:
     return _C.clone()
 
 
-def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = None) -> CN:
+def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = None,
+                unread: dict[str, str] | None = None) -> CN:
     """Defaults, then the experiment file, then ``KEY VALUE`` overrides; frozen.
 
     An unknown key, a wrong type or a YAML syntax error is a ``ConfigError`` naming the key,
     the file (or the command line) and the closest valid key; a compatibility key set to
     another value than its default logs a warning with what to use instead. A value no stage
     can use (an unknown decoder, a scale of 0, one fold) is refused here too
-    (``common/config_values.py``), before any data or model.
+    (``common/config_values.py``), before any data or model. ``unread``: a tool reading only
+    part of a config (``tools/infer.py``) names the keys it ignores, warned about instead.
     """
     cfg = get_defaults()
     sources: dict[str, str] = {}
@@ -376,7 +378,7 @@ def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = Non
         sources.update(dict.fromkeys(list(opts)[0::2], COMMAND_LINE))
     normalise_dataset_format(cfg)
     check_values(cfg, sources)
-    warn_compat_keys(cfg, _C, format_compat_keys(cfg, COMPAT_KEYS))
+    warn_compat_keys(cfg, _C, unread or format_compat_keys(cfg, COMPAT_KEYS))
     cfg.freeze()
     return cfg
 

@@ -65,11 +65,9 @@ _C.MODEL.EXTRA = CN(new_allowed=True)
 # Stage one: 'reference' flattens the heatmaps into one Linear layer (the competition head);
 # 'pooled' regresses normalised corners from pooled multi-resolution features.
 _C.MODEL.BBOX_HEAD = "pooled"
-# Stage two, issue 13: unbiased data processing (crop, targets and decoding map pixel centres
-# with (size - 1) scaling; HRNet_keypoint/codecs/udp.py). Off reproduces the official numerics.
+# Stage two: UDP (HRNet_keypoint/codecs/udp.py; off: the official numerics); its parts (README,
+# "How the code is organised"): codec ('' reads MODEL.UDP, then TEST.DECODE), backbone, head.
 _C.MODEL.UDP = False
-# Stage two's parts (README, "How the code is organised"): codec ('' reads MODEL.UDP, then
-# TEST.DECODE), backbone (its size from MODEL.EXTRA), head.
 _C.MODEL.CODEC = ""
 _C.MODEL.BACKBONE = "hrnet"
 _C.MODEL.HEAD = "heatmap"

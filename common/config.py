@@ -21,7 +21,8 @@ from common.config_check import merge_file, merge_opts, warn_compat_keys
 
 _C = CN()
 
-# Which stage a config drives: 'keypoint' (stage two), 'bbox' (stage one) or 'gesture'.
+# Which stage a config drives: 'keypoint' (stage two), 'bbox' (stage one: one box an image),
+# 'detect' (stage one: every person, MODEL.DETECTOR) or 'gesture'.
 _C.TASK = "keypoint"
 _C.OUTPUT_DIR = "output"
 _C.LOG_DIR = "log"
@@ -66,6 +67,18 @@ _C.MODEL.BBOX_HEAD = "pooled"
 # Stage two, issue 13: unbiased data processing (crop, targets and decoding map pixel centres
 # with (size - 1) scaling; HRNet_keypoint/subpixel.py). Off reproduces the official numerics.
 _C.MODEL.UDP = False
+# TASK detect (issue 25): every person (or hand) box of an image, HRNet_bbox/detector.py. NAME:
+# 'fcos', 'retinanet' or 'fasterrcnn' on the HRNet of MODEL.EXTRA (through a feature pyramid of
+# FPN_CHANNELS), or a torchvision builder ('fcos_resnet50_fpn', 'fasterrcnn_resnet50_fpn', ...)
+# whose COCO-trained state dict WEIGHTS names on disk (never downloaded). The model keeps
+# MAX_DETECTIONS boxes an image scoring at least SCORE_THRE (low, for AP); the chain keeps
+# those at or above TEST.IMAGE_THRE.
+_C.MODEL.DETECTOR = CN()
+_C.MODEL.DETECTOR.NAME = "fcos"
+_C.MODEL.DETECTOR.FPN_CHANNELS = 256
+_C.MODEL.DETECTOR.WEIGHTS = ""
+_C.MODEL.DETECTOR.SCORE_THRE = 0.05
+_C.MODEL.DETECTOR.MAX_DETECTIONS = 100
 
 _C.LOSS = CN()
 _C.LOSS.USE_OHKM = False

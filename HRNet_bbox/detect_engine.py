@@ -24,29 +24,25 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
+from common.boxes import keypoint_extent_boxes
 from common.checkpoint import BEST_NAME
 from common.coco import read_coco_json, write_json
 from common.detection_eval import bbox_ap, detection_results
 from common.errors import ConfigError, MissingFileError
 from common.io import atomic_write_text, read_image
+from common.keypoint_table import KeypointTable
+from common.loaders import make_loader
 from common.metrics import box_iou
 from common.progress import batch_size, progress
 from common.stage import TrainRun, image_stage, train_on_table
 from common.stage import run_test as run_stage_test
-from common.stage_data import (
-    KeypointTable,
-    keypoint_extent_boxes,
-    load_truth_table,
-    test_image_names,
-    test_image_paths,
-    truth_by_name,
-)
-from common.trainer import Stage, make_loader
+from common.stage_data import load_truth_table, test_image_names, test_image_paths, truth_by_name
+from common.state_dict import load_state_dict_strict
+from common.trainer import Stage
 from common.visualize import draw_boxes
 from HRNet_bbox.detection_data import DetectionDataset, boxes_by_image, targets_of
 from HRNet_bbox.detector import PERSON_LABEL, TORCHVISION_DETECTORS, build_detector
 from HRNet_bbox.engine import write_test_annotation
-from models.weights import load_state_dict_strict
 
 
 @dataclass

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from yacs.config import CfgNode
 
 from common.io import read_image
-from common.stage_data import KeypointTable, table_boxes
+from common.keypoint_table import KeypointTable, table_boxes
 
 MEAN_BGR = (0.406 * 255, 0.456 * 255, 0.485 * 255)
 

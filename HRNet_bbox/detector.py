@@ -39,8 +39,8 @@ from torchvision.ops.feature_pyramid_network import (
 from yacs.config import CfgNode
 
 from common.errors import ConfigError, MissingFileError
+from common.state_dict import load_state_dict_strict
 from models.hrnet import PoseHighResolutionNet, build_pose_hrnet
-from models.weights import load_state_dict_strict
 
 HRNET_DETECTORS = ("fcos", "retinanet", "fasterrcnn")
 TORCHVISION_DETECTORS: dict[str, Callable[..., nn.Module]] = {

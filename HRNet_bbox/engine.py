@@ -18,28 +18,23 @@ from torch.nn import functional as F
 from yacs.config import CfgNode
 
 from common.box_files import write_box_annotations
-from common.calibration import calibration_provider
+from common.boxes import keypoint_extent_boxes
 from common.checkpoint import BEST_NAME
 from common.io import read_image
+from common.keypoint_table import KeypointTable, table_boxes
+from common.loaders import make_loader
 from common.metrics import box_iou, corner_error
 from common.progress import batch_size, progress
 from common.stage import TrainRun, image_stage, train_on_table
 from common.stage import run_test as run_stage_test
-from common.stage_data import (
-    KeypointTable,
-    keypoint_extent_boxes,
-    load_truth_table,
-    table_boxes,
-    test_image_names,
-    test_image_paths,
-    truth_by_name,
-)
-from common.trainer import Stage, make_loader
+from common.stage_data import load_truth_table, test_image_names, test_image_paths, truth_by_name
+from common.trainer import Stage
 from common.visualize import draw_boxes
 from HRNet_bbox.codec import BoxCodec, loss_weights
 from HRNet_bbox.dataset import WholeImageBoxDataset
 from HRNet_bbox.model import REFERENCE_HEAD, BoxRegressor, build_box_model
 from models.backends import load_inference_model
+from models.calibration import calibration_provider
 
 BOX_FILE_NAME = "test_annotation.pkl"
 

@@ -10,7 +10,7 @@ original pixels and only the warp reads the smaller image.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -18,13 +18,11 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
-from common.box_files import clean_box
+from common.boxes import clean_box, keypoint_extent_boxes
 from common.image_data import ImageDataset, normalize_crop
 from common.io import image_size
 from common.keypoint_config import config_keypoint_set
-from common.stage_data import keypoint_extent_boxes
-from HRNet_keypoint.codec import generate_target
-from HRNet_keypoint.subpixel import udp_affine_transform, udp_generate_target
+from HRNet_keypoint.codecs import codec_for_config
 from HRNet_keypoint.transforms import (
     PIXEL_STD,
     affine_transform,
@@ -42,16 +40,15 @@ def crop_image(
     rotation: float,
     image_size: Sequence[int],
     to_original: np.ndarray | None = None,
-    udp: bool = False,
+    crop_matrix: Callable[..., np.ndarray] = get_affine_transform,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The official crop: (input-sized uint8 image, the 2x3 original->input matrix).
 
     ``to_original`` (2x3) maps ``image``'s pixels to the original's when ``image`` is a reduced
-    decode; the geometry (center, scale, the returned matrix) is in original pixels. ``udp``
-    takes UDP's pixel-centre map instead (MODEL.UDP).
+    decode; the geometry (center, scale, the returned matrix) is in original pixels.
+    ``crop_matrix`` makes the matrix: the codec's (UDP has its own), the official by default.
     """
-    make_matrix = udp_affine_transform if udp else get_affine_transform
-    matrix = make_matrix(center, scale, rotation, image_size)
+    matrix = crop_matrix(center, scale, rotation, image_size)
     warp = matrix
     if to_original is not None:
         warp = matrix @ np.vstack([to_original, [0.0, 0.0, 1.0]])
@@ -78,10 +75,9 @@ class _CropDataset(ImageDataset):
     ) -> None:
         super().__init__(image_paths, images, reduced_decode)
         self.image_size = [int(v) for v in cfg.MODEL.IMAGE_SIZE]
-        self.heatmap_size = [int(v) for v in cfg.MODEL.HEATMAP_SIZE]
         self.aspect_ratio = self.image_size[0] * 1.0 / self.image_size[1]
         self.color_rgb = bool(cfg.DATASET.COLOR_RGB)
-        self.udp = bool(cfg.MODEL.UDP)
+        self.codec = codec_for_config(cfg)
 
     def _load_reduced(self, index: int, image_wh: tuple[int, int],
                         scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
@@ -156,7 +152,6 @@ class KeypointDataset(_CropDataset):
         self.flip_pairs = [tuple(pair) for pair in flip_pairs]
         self.upper_body = tuple(upper_body)
         self.lower_body = tuple(lower_body)
-        self.sigma = cfg.MODEL.SIGMA
         self.flip = bool(cfg.DATASET.FLIP)
         self.scale_factor = float(cfg.DATASET.SCALE_FACTOR)
         self.rotation_factor = float(cfg.DATASET.ROT_FACTOR)
@@ -222,13 +217,11 @@ class KeypointDataset(_CropDataset):
         if mirror:  # a mirrored decode of any size maps to the mirrored original
             image = image[:, ::-1]
         crop, matrix = crop_image(image, center, scale, rotation, self.image_size, to_original,
-                                  self.udp)  # fmt: skip
+                                  self.codec.crop_matrix)  # fmt: skip
         visible = joints_vis > 0
         joints_input = joints.copy()
         joints_input[visible] = affine_transform(joints[visible], matrix)
-        target, target_weight = (udp_generate_target if self.udp else generate_target)(
-            joints_input, joints_vis, self.image_size, self.heatmap_size, self.sigma
-        )
+        target, target_weight = self.codec.encode(joints_input, joints_vis)
         if self.joint_weights is not None:
             target_weight = target_weight * self.joint_weights
         meta = {
@@ -271,7 +264,8 @@ class BoxDataset(_CropDataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
         image = self.load_image(index)
         center, scale = self._center_scale(index, self.boxes[index], image.shape[1::-1], "box")
-        crop, _ = crop_image(image, center, scale, 0.0, self.image_size, udp=self.udp)
+        crop, _ = crop_image(image, center, scale, 0.0, self.image_size,
+                             crop_matrix=self.codec.crop_matrix)
         meta = {
             "index": index,
             "center": torch.from_numpy(center),

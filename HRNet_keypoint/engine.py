@@ -13,39 +13,32 @@ import torch
 from yacs.config import CfgNode
 
 from common.box_files import read_box_annotations
-from common.calibration import calibration_provider
+from common.boxes import keypoint_extent_boxes
 from common.checkpoint import BEST_NAME
 from common.coco import keypoint_results, write_json
 from common.coco_data import coco_test_people
 from common.errors import ConfigError, MissingFileError
 from common.io import image_size, read_image
 from common.keypoint_config import config_keypoint_set
+from common.keypoint_table import KeypointTable, dataset_root, labelled_mask, table_boxes
 from common.keypoints import coordinate_columns
 from common.kfold import train_folds
+from common.loaders import make_loader
 from common.metrics import rmse
 from common.motion_data import DataFormatError, check_predictions, write_keypoint_csv
 from common.progress import batch_size, progress
 from common.stage import TrainRun, image_stage, train_on_table
 from common.stage import run_test as run_stage_test
-from common.stage_data import (
-    KeypointTable,
-    dataset_root,
-    keypoint_extent_boxes,
-    labelled_mask,
-    load_truth_table,
-    table_boxes,
-    test_image_names,
-    test_image_paths,
-    truth_by_name,
-)
-from common.trainer import Stage, make_loader
+from common.stage_data import load_truth_table, test_image_names, test_image_paths, truth_by_name
+from common.trainer import Stage
 from common.visualize import side_by_side
-from HRNet_keypoint.coco_test import write_coco_results
+from HRNet_keypoint.coco_results import write_coco_results
 from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
 from HRNet_keypoint.inference import predict_keypoints
 from HRNet_keypoint.loss import JointsMSELoss
 from HRNet_keypoint.tta import predict_boxes_tta
 from models.backends import load_inference_model
+from models.calibration import calibration_provider
 from models.hrnet import build_pose_hrnet
 
 
@@ -85,7 +78,7 @@ def predict_boxes_scored(
         for inputs, meta in progress(batches, desc, len(dataset), "images", batch_size):
             pred, maxvals = predict_keypoints(
                 model, inputs.to(device), meta["center"].numpy(), meta["scale"].numpy(),
-                cfg, flip_pairs,
+                cfg, flip_pairs, dataset.codec,
             )  # fmt: skip
             coords[meta["index"].numpy()] = pred
             scores[meta["index"].numpy()] = np.asarray(maxvals).reshape(len(pred), -1)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
-from HRNet_keypoint.subpixel import decode_for_config
+from HRNet_keypoint.codecs import HeatmapCodec, codec_for_config
 from HRNet_keypoint.transforms import swap_pairs_permutation
 
 
@@ -77,12 +77,13 @@ def predict_keypoints(
     scales: np.ndarray | torch.Tensor,
     cfg: CfgNode,
     flip_pairs: Sequence[Sequence[int]],
+    codec: HeatmapCodec | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Coordinates in original pixels (N, J, 2) and maxvals (N, J, 1) for a batch of crops.
 
-    TEST.FLIP_TEST, TEST.SHIFT_HEATMAP and TEST.POST_PROCESS decide the official options,
-    TEST.DECODE and MODEL.UDP the sub-pixel ones (UDP's flip is exact: no shift).
+    TEST.FLIP_TEST decides the flip test; the codec (the config's when not given) whether the
+    flipped maps shift one column, and the decoding.
     """
-    shift = cfg.TEST.SHIFT_HEATMAP and not cfg.MODEL.UDP
-    heatmaps = predict_heatmaps(model, images, cfg.TEST.FLIP_TEST, flip_pairs, shift)
-    return decode_for_config(heatmaps, centers, scales, cfg)
+    codec = codec or codec_for_config(cfg)
+    heatmaps = predict_heatmaps(model, images, cfg.TEST.FLIP_TEST, flip_pairs, codec.flip_shift)
+    return codec.decode(heatmaps, centers, scales)

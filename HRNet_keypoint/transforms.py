@@ -167,14 +167,3 @@ def half_body_transform(
     extent = points.max(axis=0) - points.min(axis=0)
     scale = _extent_to_scale(float(extent[0]), float(extent[1]), aspect_ratio, PIXEL_STD)
     return center, (scale * 1.5).astype(np.float32)
-
-
-def transform_preds(
-    coords: np.ndarray,
-    center: Sequence[float] | np.ndarray,
-    scale: Sequence[float] | np.ndarray,
-    output_size: Sequence[int],
-) -> np.ndarray:
-    """Map (J, 2) heatmap (or input) coordinates back to original pixels (rotation 0)."""
-    matrix = get_affine_transform(center, scale, 0, output_size, inv=True)
-    return affine_transform(coords, matrix)

@@ -18,12 +18,11 @@ from torch import nn
 from yacs.config import CfgNode
 
 from common.keypoint_config import config_keypoint_set
+from common.loaders import make_loader
 from common.progress import batch_size, progress
-from common.trainer import make_loader
+from HRNet_keypoint.codecs import HeatmapCodec, codec_for_config
 from HRNet_keypoint.dataset import BoxDataset, crop_image, normalize_crop
 from HRNet_keypoint.inference import predict_heatmaps
-from HRNet_keypoint.subpixel import decode_for_config, udp_affine_transform
-from HRNet_keypoint.transforms import get_affine_transform
 
 
 class MultiScaleBoxDataset(BoxDataset):
@@ -48,7 +47,8 @@ class MultiScaleBoxDataset(BoxDataset):
         center, scale = self._center_scale(index, self.boxes[index], image.shape[1::-1], "box")
         crops = [
             normalize_crop(crop_image(image, center, scale * np.float32(factor), 0.0,
-                                      self.image_size, udp=self.udp)[0], self.color_rgb)
+                                      self.image_size, crop_matrix=self.codec.crop_matrix)[0],
+                                 self.color_rgb)
             for factor in self.factors
         ]  # fmt: skip
         meta = {"index": index, "center": torch.from_numpy(center),
@@ -56,23 +56,16 @@ class MultiScaleBoxDataset(BoxDataset):
         return torch.stack(crops), meta
 
 
-def _heatmap_matrix(center: np.ndarray, scale: np.ndarray, size: Sequence[int], udp: bool,
-                    inv: bool = False) -> np.ndarray:  # fmt: skip
-    """Image <-> heatmap map of one crop, in the convention the decoding inverts."""
-    if udp:
-        return udp_affine_transform(center, scale, 0, size, inv=inv)
-    return get_affine_transform(center, scale, 0, size, inv=inv)
-
-
 def to_reference_frame(
     heatmaps: np.ndarray,
     centers: np.ndarray,
     scales: np.ndarray,
     factor: float,
-    udp: bool,
+    codec: HeatmapCodec,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Warp heatmaps (N, J, H, W) of crops at ``scales * factor`` into the frame of the crops at
-    ``scales``; returns the warped maps and their coverage (N, 1, H, W) in [0, 1]."""
+    ``scales`` (by the codec's crop matrix, the one its decoding inverts); returns the warped
+    maps and their coverage (N, 1, H, W) in [0, 1]."""
     num, joints, height, width = heatmaps.shape
     if factor == 1.0:
         return heatmaps, np.ones((num, 1, height, width), dtype=heatmaps.dtype)
@@ -82,8 +75,9 @@ def to_reference_frame(
     size = (width, height)
     for n in range(num):
         scaled = np.asarray(scales[n], dtype=np.float32) * np.float32(factor)
-        to_image = np.vstack([_heatmap_matrix(centers[n], scaled, size, udp, inv=True), [0, 0, 1]])
-        matrix = _heatmap_matrix(centers[n], scales[n], size, udp) @ to_image
+        to_image = np.vstack([codec.crop_matrix(centers[n], scaled, 0, size, inv=True),
+                              [0, 0, 1]])  # fmt: skip
+        matrix = codec.crop_matrix(centers[n], scales[n], 0, size) @ to_image
         maps = np.ascontiguousarray(heatmaps[n].transpose(1, 2, 0))
         out = cv2.warpAffine(maps, matrix, size, flags=cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
@@ -106,14 +100,15 @@ def average_heatmaps(
     """The coverage-weighted mean heatmap (N, J, H, W) over models (weighted by
     ``model_weights``, equal by default) and scale factors, in the frame of the factor-1.0
     crops; ``crops`` is (N, S, 3, H, W) as ``MultiScaleBoxDataset``."""
-    shift = cfg.TEST.SHIFT_HEATMAP and not cfg.MODEL.UDP
+    codec = codec_for_config(cfg)
     model_weights = [1.0] * len(models) if model_weights is None else list(model_weights)
     total, weight = None, None
     for k, factor in enumerate(factors):
         for model, share in zip(models, model_weights, strict=True):
-            maps = predict_heatmaps(model, crops[:, k], cfg.TEST.FLIP_TEST, flip_pairs, shift)
+            maps = predict_heatmaps(model, crops[:, k], cfg.TEST.FLIP_TEST, flip_pairs,
+                                    codec.flip_shift)  # fmt: skip
             warped, coverage = to_reference_frame(maps.float().cpu().numpy(), centers, scales,
-                                                  factor, bool(cfg.MODEL.UDP))  # fmt: skip
+                                                  factor, codec)  # fmt: skip
             if share != 1.0:
                 coverage = coverage * np.float32(share)
             total = warped * coverage if total is None else total + warped * coverage
@@ -137,6 +132,7 @@ def predict_boxes_tta(
     flip_pairs = config_keypoint_set(cfg).flip_pairs
     factors = [float(f) for f in cfg.TEST.SCALES]
     dataset = MultiScaleBoxDataset(cfg, paths, boxes, factors, images=images)
+    codec = dataset.codec
     coords = np.zeros((len(paths), cfg.MODEL.NUM_JOINTS, 2), dtype=np.float64)
     scores = np.zeros((len(paths), cfg.MODEL.NUM_JOINTS), dtype=np.float64)
     for model in models:
@@ -148,6 +144,6 @@ def predict_boxes_tta(
             heatmaps = average_heatmaps(models, crops.to(device), centers, scales, factors, cfg,
                                         flip_pairs, model_weights)  # fmt: skip
             index = meta["index"].numpy()
-            coords[index], maxvals = decode_for_config(heatmaps, centers, scales, cfg)
+            coords[index], maxvals = codec.decode(heatmaps, centers, scales)
             scores[index] = np.asarray(maxvals).reshape(len(index), -1)
     return coords, scores

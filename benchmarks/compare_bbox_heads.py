@@ -27,17 +27,14 @@ import numpy as np
 from _bootstrap import ROOT
 
 from common.box_files import read_box_annotations
+from common.boxes import keypoint_extent_boxes
 from common.config import load_config
 from common.io import atomic_write_text
 from common.keypoints import MOTION_KEYPOINTS
 from common.metrics import box_iou, corner_error
 from common.motion_data import keypoints_array, read_keypoint_csv, write_keypoint_csv
 from common.run_dir import output_dir_for
-from common.stage_data import (
-    keypoint_extent_boxes,
-    load_training_table,
-    load_truth_table,
-)
+from common.stage_data import load_training_table, load_truth_table
 
 CONFIG = "experiments/bbox/tiny_cpu_bbox.yaml"
 HEADS = ("reference", "pooled")

@@ -22,10 +22,11 @@ import pandas as pd
 import torch
 from _bootstrap import ROOT
 
+from common.boxes import keypoint_extent_boxes
 from common.config import load_config
 from common.metrics import rmse
 from common.run_dir import output_dir_for
-from common.stage_data import keypoint_extent_boxes, load_truth_table
+from common.stage_data import load_truth_table
 from HRNet_keypoint.engine import load_model_for_test, predict_boxes
 from HRNet_keypoint.ensemble import ensemble_results
 from HRNet_keypoint.tta import predict_boxes_tta

@@ -34,17 +34,18 @@ import torch
 
 from benchmarks.probes import MemoryProbe, measure_row
 from benchmarks.rows import read_result
-from common.calibration import stacked_inputs
+from common.boxes import keypoint_extent_boxes
 from common.config import load_config
 from common.io import atomic_write_text
 from common.run_dir import output_dir_for
-from common.stage_data import keypoint_extent_boxes, load_truth_table
+from common.stage_data import load_truth_table
 from common.synthetic.motion import generate_motion_dataset
 from HRNet_bbox import engine as bbox_engine
 from HRNet_bbox.dataset import WholeImageBoxDataset
 from HRNet_keypoint import engine as keypoint_engine
 from HRNet_keypoint.dataset import BoxDataset
 from models.backends import randomize_weights
+from models.calibration import stacked_inputs
 from stages.chain import run_chain
 from stages.training import train_from_config
 

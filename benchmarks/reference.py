@@ -47,7 +47,7 @@ from common.image_data import IMAGENET_MEAN, IMAGENET_STD
 from common.keypoint_config import config_keypoint_set
 from HRNet_bbox.codec import head_scale
 from HRNet_bbox.model import build_box_model
-from HRNet_keypoint.codec import get_final_preds
+from HRNet_keypoint.codecs.quarter import get_final_preds
 from HRNet_keypoint.transforms import box_to_center_scale, get_affine_transform
 from models.hrnet import PoseHighResolutionNet
 

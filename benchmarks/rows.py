@@ -17,18 +17,13 @@ from yacs.config import CfgNode
 
 from benchmarks.probes import MemoryProbe, measure_row
 from common.box_files import read_box_annotations
+from common.boxes import keypoint_extent_boxes
 from common.config import load_config
 from common.io import read_image, reduce_factor
 from common.keypoints import keypoint_set
+from common.loaders import make_loader
 from common.motion_data import keypoints_array, read_keypoint_csv
-from common.stage_data import (
-    keypoint_extent_boxes,
-    load_truth_table,
-    test_image_names,
-    test_image_paths,
-    truth_by_name,
-)
-from common.trainer import make_loader
+from common.stage_data import load_truth_table, test_image_names, test_image_paths, truth_by_name
 from HRNet_bbox import engine as bbox_engine
 from HRNet_bbox.dataset import WholeImageBoxDataset
 from HRNet_keypoint import engine as keypoint_engine

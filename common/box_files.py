@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -173,23 +173,3 @@ def write_box_annotations(path: str | Path, records: Iterable[Mapping[str, Any]]
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             pickle.dump(plain, handle, protocol=4)
-
-
-def clean_box(box_xywh: Sequence[float] | np.ndarray, width: int, height: int) -> np.ndarray | None:
-    """Clip a COCO box to the image the official way; None when the box is rejected.
-
-    x1 = max(0, x), x2 = min(width - 1, x1 + max(0, w - 1)) (same for y). The box is kept only
-    when its original area w*h is positive and x2 >= x1, y2 >= y1 (and, added here, all four
-    numbers are finite). Returns [x1, y1, x2-x1, y2-y1] (float64), one pixel narrower and lower
-    than the input when nothing is clipped.
-    """
-    x, y, w, h = (float(v) for v in np.asarray(box_xywh, dtype=np.float64).reshape(4))
-    if not np.isfinite([x, y, w, h]).all():
-        return None
-    x1 = max(0.0, x)
-    y1 = max(0.0, y)
-    x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
-    y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
-    if w * h > 0 and x2 >= x1 and y2 >= y1:
-        return np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float64)
-    return None

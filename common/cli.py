@@ -9,6 +9,7 @@ traceback of a user error too.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
@@ -53,3 +54,20 @@ def run_tool(main: Callable[[], object]) -> NoReturn:
         print("interrupted", file=sys.stderr)
         sys.exit(INTERRUPTED_STATUS)
     sys.exit(result if isinstance(result, int) and not isinstance(result, bool) else 0)
+
+
+def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` (to ``high``), refused in argparse's one
+    line (exit 2) before the tool starts."""
+    wanted = f"from {low} to {high}" if high is not None else f"of at least {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected a whole number {wanted}, got {text!r}")
+        return value
+
+    return parse

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from common.box_files import clean_box
+from common.boxes import clean_box
 from common.io import atomic_path
 from common.keypoints import BUILTIN_SETS, KeypointSet, load_keypoint_set, parse_keypoint_set
 from common.motion_data import DataFormatError
@@ -174,7 +174,7 @@ def coco_keypoint_set(data: Mapping, source: str, expected: KeypointSet | None =
 
 def person_records(data: Mapping, training: bool = True) -> list[PersonRecord]:
     """One record per person of a validated file, in annotation order. Boxes are cleaned the
-    official way (common.box_files.clean_box; a box left empty drops its person);
+    official way (common.boxes.clean_box; a box left empty drops its person);
     for training, crowd annotations and people with no labelled keypoint
     (``num_keypoints == 0``) are left out, as in the official COCO training set."""
     images = {image["id"]: image for image in data["images"]}

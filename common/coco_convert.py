@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from common.boxes import keypoint_extent_boxes
 from common.coco import CocoFormatError, coco_category, keypoint_annotation, validate_coco
 from common.io import ImageReadError, check_images
 from common.keypoints import BUILTIN_SETS, KeypointSet, load_keypoint_set, parse_keypoint_set
 from common.motion_data import keypoints_array, read_keypoint_csv
-from common.stage_data import keypoint_extent_boxes
 
 
 def keypoint_set_for_names(names: Sequence[str], spec: str | Path | None = None) -> KeypointSet:

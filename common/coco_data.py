@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from yacs.config import CfgNode
 
-from common.box_files import clean_box, read_box_annotations
+from common.box_files import read_box_annotations
+from common.boxes import clean_box
 from common.coco import (
     CocoFormatError,
     load_coco_keypoints,
@@ -29,7 +30,7 @@ from common.coco import (
 )
 from common.io import ImageReadError, check_images
 from common.keypoint_config import config_keypoint_set
-from common.stage_data import KeypointTable, dataset_root
+from common.keypoint_table import KeypointTable, dataset_root
 
 
 def coco_file(cfg: CfgNode, key: str) -> Path:

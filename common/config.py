@@ -17,7 +17,8 @@ from pathlib import Path
 
 from yacs.config import CfgNode as CN
 
-from common.config_check import merge_file, merge_opts, warn_compat_keys
+from common.config_check import COMMAND_LINE, merge_file, merge_opts, warn_compat_keys
+from common.config_values import check_values
 
 _C = CN()
 
@@ -65,7 +66,7 @@ _C.MODEL.EXTRA = CN(new_allowed=True)
 # 'pooled' regresses normalised corners from pooled multi-resolution features.
 _C.MODEL.BBOX_HEAD = "pooled"
 # Stage two, issue 13: unbiased data processing (crop, targets and decoding map pixel centres
-# with (size - 1) scaling; HRNet_keypoint/subpixel.py). Off reproduces the official numerics.
+# with (size - 1) scaling; HRNet_keypoint/codecs/udp.py). Off reproduces the official numerics.
 _C.MODEL.UDP = False
 # TASK detect (issue 25): every person (or hand) box of an image, HRNet_bbox/detector.py. NAME:
 # 'fcos', 'retinanet' or 'fasterrcnn' on the HRNet of MODEL.EXTRA (through a feature pyramid of
@@ -79,6 +80,9 @@ _C.MODEL.DETECTOR.FPN_CHANNELS = 256
 _C.MODEL.DETECTOR.WEIGHTS = ""
 _C.MODEL.DETECTOR.SCORE_THRE = 0.05
 _C.MODEL.DETECTOR.MAX_DETECTIONS = 100
+# Stage two's codec (targets, decoding, crop; HRNet_keypoint/codecs/): 'quarter' (official),
+# 'dark' (sub-pixel targets, DARK decoding), 'udp'; '' reads MODEL.UDP, then TEST.DECODE.
+_C.MODEL.CODEC = ""
 
 _C.LOSS = CN()
 _C.LOSS.USE_OHKM = False
@@ -361,13 +365,18 @@ def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = Non
 
     An unknown key, a wrong type or a YAML syntax error is a ``ConfigError`` naming the key,
     the file (or the command line) and the closest valid key; a compatibility key set to
-    another value than its default logs a warning with what to use instead.
+    another value than its default logs a warning with what to use instead. A value no stage
+    can use (an unknown decoder, a scale of 0, one fold) is refused here too
+    (``common/config_values.py``), before any data or model.
     """
     cfg = get_defaults()
+    sources: dict[str, str] = {}
     if cfg_file:
-        merge_file(cfg, Path(cfg_file), _C)
+        sources.update(dict.fromkeys(merge_file(cfg, Path(cfg_file), _C), str(cfg_file)))
     if opts:
         merge_opts(cfg, list(opts), _C)
+        sources.update(dict.fromkeys(list(opts)[0::2], COMMAND_LINE))
+    check_values(cfg, sources)
     warn_compat_keys(cfg, _C, COMPAT_KEYS)
     cfg.freeze()
     return cfg

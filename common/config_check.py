@@ -85,14 +85,16 @@ def read_yaml(path: Path) -> CfgNode:
         raise ConfigError(f"{path} is not a YAML mapping of config keys ({error})") from None
 
 
-def merge_file(cfg: CfgNode, path: Path, defaults: CfgNode) -> None:
-    """Merge an experiment file into ``cfg``, refusing unknown keys and wrong types."""
+def merge_file(cfg: CfgNode, path: Path, defaults: CfgNode) -> list[str]:
+    """Merge an experiment file into ``cfg``, refusing unknown keys and wrong types; returns
+    the keys the file sets."""
     loaded = read_yaml(path)
     check_keys(loaded, cfg, str(path), defaults)
     try:
         cfg.merge_from_other_cfg(loaded)
     except ValueError as error:
         raise _type_error(error, str(path)) from None
+    return list(full_keys(loaded))
 
 
 def merge_opts(cfg: CfgNode, opts: list[str], defaults: CfgNode) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from yacs.config import CfgNode
 
+from common.boxes import keypoint_extent_boxes
 from common.checkpoint import BEST_NAME
 from common.errors import ConfigError
 from common.io import atomic_write_text
@@ -25,9 +26,9 @@ from common.metrics import rmse
 from common.motion_data import write_keypoint_csv
 from common.seed import seed_everything
 from common.stage import TrainRun
-from common.stage_data import keypoint_extent_boxes, load_training_table, split_groups
+from common.stage_data import load_training_table, split_groups
+from common.state_dict import load_state_dict_strict
 from common.trainer import fit
-from models.weights import load_state_dict_strict
 
 
 def group_folds(names: Sequence[str], folds: int, seed: int) -> list[np.ndarray]:

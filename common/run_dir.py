@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -143,3 +144,20 @@ def prepare_run_folder(
         f"{folder} holds {finished} run ({', '.join(found)}); pass --overwrite to replace it, "
         "choose another OUTPUT_DIR, or set AUTO_RESUME True to continue it from checkpoint.pth"
     )
+
+
+@contextlib.contextmanager
+def removed_if_failed(folder: str | Path) -> Iterator[Path]:
+    """Yield ``folder``; if the block fails (an error or Ctrl-C) and the folder did not exist
+    when it started, remove it, so that a failed tool leaves no half-made output behind.
+    A folder that existed before (the user's) is never removed."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is a file, not a folder: name a folder for the output")
+    created = not folder.exists()
+    try:
+        yield folder
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise

@@ -26,11 +26,13 @@ from yacs.config import CfgNode
 from common.checkpoint import BEST_NAME
 from common.distributed import cleanup
 from common.io import atomic_write_text
+from common.keypoint_table import KeypointTable
+from common.loaders import make_loader
 from common.splits import make_splits
-from common.stage_data import KeypointTable, load_training_table, split_groups
-from common.trainer import Stage, fit, make_loader
+from common.stage_data import load_training_table, split_groups
+from common.state_dict import load_state_dict_strict
+from common.trainer import Stage, fit
 from common.visualize import write_training_samples
-from models.weights import load_state_dict_strict
 
 
 @dataclass

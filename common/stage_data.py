@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from yacs.config import CfgNode
 
-from common.box_files import clean_box
-from common.errors import ConfigError, MissingFileError
+from common.boxes import clean_box, keypoint_extent_boxes
+from common.coco_data import coco_test_image_names, coco_training_table
+from common.errors import ConfigError
 from common.io import ImageReadError, check_images, set_max_image_pixels
 from common.keypoint_config import config_keypoint_set
+from common.keypoint_table import KeypointTable, dataset_root
 from common.motion_data import (
     DataFormatError,
     keypoints_array,
@@ -47,56 +48,6 @@ def is_competition_table(image_names: Sequence[str]) -> bool:
     return len(names) == COMPETITION_ROWS and all(
         name.startswith(COMPETITION_LAST_TAKE) for name in names[4115:]
     )
-
-
-@dataclass
-class KeypointTable:
-    """Images and their keypoints (N, J, 2) in original pixels. A COCO table has one row per
-    person and also its ``boxes`` (N, 4), ``visibility`` (N, J) COCO v flags and split
-    ``groups`` (its image, so one image's people stay in one split); CSV tables leave them
-    None (boxes are the keypoint extents, every keypoint visible)."""
-
-    names: list[str]
-    paths: list[Path]
-    keypoints: np.ndarray
-    skipped: list[str] = field(default_factory=list)  # left out by DATASET.SKIP_BAD_IMAGES
-    boxes: np.ndarray | None = None
-    visibility: np.ndarray | None = None
-    groups: list[str] | None = None
-
-    def subset(self, indices: np.ndarray) -> KeypointTable:
-        return KeypointTable(
-            [self.names[i] for i in indices],
-            [self.paths[i] for i in indices],
-            self.keypoints[indices],
-            list(self.skipped),
-            None if self.boxes is None else self.boxes[indices],
-            None if self.visibility is None else self.visibility[indices],
-            None if self.groups is None else [self.groups[i] for i in indices],
-        )
-
-
-def table_boxes(table: KeypointTable) -> np.ndarray:
-    """The person boxes of a table: its own (COCO) or the keypoint extents (CSV)."""
-    return keypoint_extent_boxes(table.keypoints) if table.boxes is None else table.boxes
-
-
-def labelled_mask(table: KeypointTable) -> np.ndarray:
-    """(N, J) which keypoints are annotated (COCO v > 0; every keypoint of a CSV)."""
-    if table.visibility is None:
-        return np.ones(table.keypoints.shape[:2], dtype=bool)
-    return table.visibility > 0
-
-
-def dataset_root(cfg: CfgNode) -> Path:
-    root = Path(cfg.DATASET.ROOT)
-    if not root.is_dir():
-        raise MissingFileError(
-            f"DATASET.ROOT {root} does not exist; make a synthetic set with "
-            f"`python tools/make_synthetic.py motion --out {root}` or point DATASET.ROOT at "
-            "the competition data"
-        )
-    return root
 
 
 def _bad_images_message(bad: Sequence[tuple[int, str]], what: str) -> str:
@@ -177,8 +128,6 @@ def load_training_table(cfg: CfgNode, logger: logging.Logger | None = None) -> K
     logger = logger or _LOG
     set_max_image_pixels(cfg.DATASET.MAX_IMAGE_PIXELS)
     if cfg.DATASET.FORMAT == "coco":
-        from common.coco_data import coco_training_table
-
         return coco_training_table(cfg, logger)
     root = dataset_root(cfg)
     names = config_keypoint_set(cfg).names
@@ -276,8 +225,6 @@ def test_image_names(cfg: CfgNode) -> list[str]:
     """
     set_max_image_pixels(cfg.DATASET.MAX_IMAGE_PIXELS)
     if cfg.DATASET.FORMAT == "coco":
-        from common.coco_data import coco_test_image_names
-
         return coco_test_image_names(cfg)
     root = dataset_root(cfg)
     path = root / cfg.DATASET.TEST_CSV
@@ -303,10 +250,3 @@ def split_groups(image_names: list[str]) -> list[str]:
         else:
             groups.append(parse_motion_filename(name).subject)
     return groups
-
-
-def keypoint_extent_boxes(keypoints: np.ndarray) -> np.ndarray:
-    """Tight ``[x, y, w, h]`` boxes around each image's keypoints (the reference's boxes)."""
-    low = keypoints.min(axis=1)
-    high = keypoints.max(axis=1)
-    return np.concatenate([low, high - low], axis=1)

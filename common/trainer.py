@@ -38,7 +38,6 @@ from common.distributed import (
     barrier,
     is_main_process,
     replicas_in_sync,
-    train_sampler,
     unwrap_model,
     world_size,
     wrap_model,
@@ -46,8 +45,7 @@ from common.distributed import (
 from common.errors import ConfigError
 from common.progress import batch_size, progress
 from common.progress import quiet as quiet_progress
-from common.seed import epoch_generator, seed_worker
-from common.workers import usable_workers
+from common.seed import epoch_generator
 
 
 class TrainingDiverged(RuntimeError):
@@ -78,29 +76,6 @@ class Stage:
     validate: Callable[[nn.Module, int], dict[str, float]]
     metric_name: str
     after_validation: Callable[[nn.Module, int, dict[str, float], Any], None] | None = None
-
-
-def make_loader(
-    dataset, cfg: CfgNode, train: bool, generator: torch.Generator | None = None
-) -> DataLoader:
-    """The DataLoader of either stage. Training batches are shuffled by the epoch's
-    generator (and sharded across processes under torchrun); test batches keep their order.
-
-    Test batches on a machine without CUDA load in the main process, as the reference's did:
-    the CPU forwards use every core, so workers only compete with them, and starting them (the
-    leaderboard configs ask for 24) costs more than the decodes they would overlap."""
-    sampler = train_sampler(dataset, generator) if train else None
-    workers = usable_workers(cfg.WORKERS) if train or torch.cuda.is_available() else 0
-    return DataLoader(
-        dataset,
-        batch_size=cfg.TRAIN.BATCH_SIZE_PER_GPU if train else cfg.TEST.BATCH_SIZE_PER_GPU,
-        shuffle=train and cfg.TRAIN.SHUFFLE and sampler is None,
-        sampler=sampler,
-        num_workers=workers,
-        worker_init_fn=seed_worker,
-        generator=generator,
-        pin_memory=cfg.PIN_MEMORY and torch.cuda.is_available(),
-    )
 
 
 def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:

@@ -1,7 +1,9 @@
 """Pictures people would rather look at: skeletons, boxes, side-by-side truth, contact sheets.
 
 Every picture says what its colours mean: the side-by-side panels carry a label strip
-("prediction" with stage one's box, "truth") and box pictures a legend. Titles are drawn once,
+("prediction" with stage one's box, "truth"), box pictures a legend, and people pictures
+(``draw_people``: each person in its own colour, by track id on video, unsure joints faint) a
+legend that says so. Titles are drawn once,
 in a strip above the picture, never over it. A contact sheet is a regular grid: every cell has
 the same size, each picture letterboxed into it on a light background.
 """
@@ -27,6 +29,12 @@ STRIP_HEIGHT = 26
 FONT_SCALE = 0.5
 GAP = 6  # pixels between contact-sheet cells
 PANEL_SIZE = 300  # side of each square side-by-side panel
+# One colour per person (BGR), bright and far apart in hue, readable on most backgrounds.
+PERSON_COLOURS = (
+    (0, 200, 255), (255, 120, 0), (60, 220, 60), (220, 60, 255), (0, 80, 255),
+    (255, 230, 0), (160, 255, 160), (130, 0, 255), (0, 255, 200), (255, 160, 200),
+)
+FAINT = 0.3  # opacity of joints (and their bones) scored below the threshold
 
 
 def default_skeleton(num_joints: int) -> tuple[tuple[int, int], ...]:
@@ -62,6 +70,81 @@ def draw_skeleton(
         x, y, w, h = np.round(box_xywh).astype(int)
         cv2.rectangle(canvas, (x, y), (x + w, y + h), BOX_COLOUR, thickness)
     return canvas
+
+
+def person_colour(number: int) -> tuple[int, int, int]:
+    """The colour of person ``number`` (a track id, or 1, 2, ... in a picture)."""
+    return PERSON_COLOURS[(int(number) - 1) % len(PERSON_COLOURS)]
+
+
+def _draw_person(canvas: np.ndarray, keypoints: np.ndarray, sure: np.ndarray,
+                 colour: tuple[int, int, int], thickness: int,
+                 skeleton: Sequence[tuple[int, int]]) -> None:
+    """Bones and joints in place: the sure ones opaque, the others at ``FAINT`` opacity."""
+    points = np.round(keypoints).astype(int)
+    faint = canvas.copy()
+    for a, b in skeleton:  # a dark edge first, so the colour reads on any background
+        target = canvas if sure[a] and sure[b] else faint
+        cv2.line(target, tuple(points[a]), tuple(points[b]), (20, 20, 20), thickness + 2,
+                 cv2.LINE_AA)  # fmt: skip
+        cv2.line(target, tuple(points[a]), tuple(points[b]), colour, thickness, cv2.LINE_AA)
+    for point, is_sure in zip(points, sure, strict=True):
+        target = canvas if is_sure else faint
+        cv2.circle(target, tuple(point), thickness + 2, (20, 20, 20), -1, cv2.LINE_AA)
+        cv2.circle(target, tuple(point), thickness + 1, colour, -1, cv2.LINE_AA)
+    changed = np.any(faint != canvas, axis=2)
+    canvas[changed] = (FAINT * faint[changed] + (1 - FAINT) * canvas[changed]).astype(np.uint8)
+
+
+def people_legend(width: int, threshold: float, tracked: bool) -> np.ndarray:
+    """The legend strip(s) of ``draw_people``: what the colours and faint joints mean, in as
+    many rows as ``width`` needs (the same for every frame of a video)."""
+    who = "one colour and number per person" + (" (track id)" if tracked else "")
+    items = [(who, (235, 235, 235), ""), (f"faint: joint score < {threshold:.2f}",
+                                          (150, 150, 150), "line")]
+    rows, row = [], []
+    for item in items:
+        if row and cv2.getTextSize(" ".join(t for t, _, _ in [*row, item]), FONT, FONT_SCALE,
+                                   1)[0][0] + 60 > width:
+            rows.append(row)
+            row = []
+        row.append(item)
+    rows.append(row)
+    rows = [[(_fit_text(text, width - 34), colour, mark) for text, colour, mark in row]
+            if len(row) == 1 else row for row in rows]
+    return np.concatenate([label_strip(width, row) for row in rows])
+
+
+def draw_people(
+    image: np.ndarray,
+    people: Sequence[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]],
+    threshold: float,
+    skeleton: Sequence[tuple[int, int]] | None = None,
+    tracked: bool = False,
+) -> np.ndarray:
+    """``image`` with every person of ``people`` (number, keypoints (J, 2), joint scores (J,),
+    box xywh or None) drawn in the colour of its number, the number at its box's corner,
+    joints scored below ``threshold`` faint, and ``people_legend`` below. ``tracked``: the
+    numbers are track ids (video)."""
+    canvas = image.copy()
+    height, width = canvas.shape[:2]
+    thickness = max(1, round(max(height, width) / 400))
+    for number, keypoints, scores, box in people:
+        colour = person_colour(number)
+        joints = skeleton if skeleton is not None else default_skeleton(len(keypoints))
+        _draw_person(canvas, keypoints, np.asarray(scores) >= threshold, colour, thickness,
+                     joints)  # fmt: skip
+        corner = np.asarray(keypoints).min(axis=0) if box is None else np.asarray(box[:2])
+        if box is not None:
+            x, y, w, h = np.round(box).astype(int)
+            cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, thickness)
+        x, y = (int(v) for v in np.round(corner))
+        text = str(number)
+        (text_w, text_h), _ = cv2.getTextSize(text, FONT, FONT_SCALE, 1)
+        x, y = min(max(x, 0), max(width - text_w - 4, 0)), max(y, text_h + 4)
+        cv2.rectangle(canvas, (x, y - text_h - 4), (x + text_w + 4, y), colour, -1)
+        cv2.putText(canvas, text, (x + 2, y - 3), FONT, FONT_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([canvas, people_legend(width, threshold, tracked)])
 
 
 def _fit_text(text: str, width: int) -> str:

@@ -42,10 +42,10 @@ from yacs.config import CfgNode
 
 from common.errors import ConfigError, MissingFileError
 from common.io import atomic_path, replace_durably
+from common.state_dict import load_state_dict_strict
+from models.compute_wrappers import BatchStatistics, Bfloat16
 from models.fuse import fuse_conv_bn
 from models.quantize import INT8_BACKEND, CalibrationInputs, int8_export
-from models.test_modes import BatchStatistics, Bfloat16
-from models.weights import load_state_dict_strict
 
 BACKENDS = ("torch", "fused", "onnxruntime")
 ONNX_BACKENDS = ("onnxruntime", INT8_BACKEND)

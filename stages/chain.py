@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
+from common.boxes import keypoint_extent_boxes
 from common.io import atomic_write_text, read_image
 from common.keypoint_config import config_keypoint_set
 from common.metrics import box_iou, mean_pose_prediction, rmse
 from common.motion_data import check_predictions, write_keypoint_csv
 from common.progress import progress
 from common.stage_data import (
-    keypoint_extent_boxes,
     load_training_table,
     read_truth_table,
     test_image_names,

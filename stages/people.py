@@ -9,7 +9,7 @@
 2. stage two on each box (keypoints and their heatmap maxima, original pixels);
 3. each person rescored as the official COCO code does (box score x mean keypoint score above
    ``TEST.IN_VIS_THRE``) and OKS-NMS per image at ``TEST.OKS_THRE`` with the keypoint set's
-   sigmas (``HRNet_keypoint.coco_test``).
+   sigmas (``HRNet_keypoint.coco_results``).
 
 It returns one list of ``Person`` per image, best score first. ``load_people_models`` loads
 both stages once (run folders or ``TEST.MODEL_FILE``; a torchvision COCO detector straight from
@@ -32,7 +32,7 @@ from common.keypoint_config import config_keypoint_set
 from HRNet_bbox import engine as bbox_engine
 from HRNet_bbox.detect_engine import Detections, detect, load_detector_for_test
 from HRNet_keypoint import engine as keypoint_engine
-from HRNet_keypoint.coco_test import oks_nms, rescore
+from HRNet_keypoint.coco_results import oks_nms, rescore
 
 
 @dataclass

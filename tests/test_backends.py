@@ -15,8 +15,9 @@ import pytest
 import torch
 from torch import nn
 
+from common.boxes import keypoint_extent_boxes
 from common.config import load_config
-from common.stage_data import keypoint_extent_boxes, load_truth_table
+from common.stage_data import load_truth_table
 from HRNet_bbox import engine as bbox_engine
 from HRNet_bbox.codec import BoxCodec
 from HRNet_bbox.dataset import WholeImageBoxDataset

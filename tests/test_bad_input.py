@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from common import stage_data
-from common.box_files import clean_box, write_box_annotations
+from common.box_files import write_box_annotations
+from common.boxes import clean_box
 from common.config import load_config
 from common.gesture.submission import SubmissionLayout, write_submission
 from common.io import ImageReadError, atomic_write_text, check_images, read_image
@@ -32,13 +33,13 @@ from common.motion_data import (
 )
 from common.run_dir import output_dir_for
 from common.stage_data import load_training_table
+from common.state_dict import CheckpointMismatchError
 from common.synthetic.motion import generate_motion_dataset
 from HRNet_bbox import engine as bbox_engine
 from HRNet_bbox.dataset import WholeImageBoxDataset
 from HRNet_keypoint.dataset import BoxDataset
 from HRNet_keypoint.transforms import box_to_center_scale
 from models.hrnet import build_pose_hrnet
-from models.weights import CheckpointMismatchError
 from tests.bbox_setup import ConstantCorners
 from tests.conftest import ROOT, load_tool
 

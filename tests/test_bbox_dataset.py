@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.stage_data import keypoint_extent_boxes, load_training_table
+from common.boxes import keypoint_extent_boxes
+from common.stage_data import load_training_table
 from HRNet_bbox.dataset import (
     BOX_LABEL,
     WholeImageBoxDataset,

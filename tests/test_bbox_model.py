@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from common.config import load_config
+from common.state_dict import load_state_dict_strict
 from HRNet_bbox.codec import BoxCodec
 from HRNet_bbox.model import (
     BoxRegressor,
@@ -20,7 +21,6 @@ from HRNet_bbox.model import (
     heatmap_size_for,
 )
 from models.hrnet import PoseHighResolutionNet
-from models.weights import load_state_dict_strict
 from tests.bbox_setup import ROOT, SIZES, tiny_cfg
 
 

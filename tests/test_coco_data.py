@@ -20,7 +20,7 @@ from common.synthetic.motion_coco import (
     TRAIN_JSON,
     generate_motion_coco,
 )
-from HRNet_keypoint.coco_test import oks_nms, rescore
+from HRNet_keypoint.coco_results import oks_nms, rescore
 from HRNet_keypoint.dataset import KeypointDataset
 from tests.conftest import ROOT
 

@@ -10,11 +10,11 @@ import torch
 
 from common.detection_eval import bbox_ap, detection_results, right_count
 from common.errors import ConfigError, MissingFileError
+from common.state_dict import CheckpointMismatchError
 from HRNet_bbox.detect_engine import Detections, _to_original
 from HRNet_bbox.detection_data import DetectionDataset, letterbox, targets_of
 from HRNet_bbox.detector import HRNET_DETECTORS, build_detector
 from models.hrnet import build_pose_hrnet
-from models.weights import CheckpointMismatchError
 from tests.bbox_setup import tiny_cfg
 
 

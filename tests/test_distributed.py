@@ -12,10 +12,10 @@ import torch
 
 from common.checkpoint import load_training_checkpoint
 from common.config import load_config
+from common.state_dict import load_state_dict_strict
 from common.synthetic.motion import generate_motion_dataset
 from HRNet_bbox import engine as bbox_engine
 from HRNet_keypoint import engine as keypoint_engine
-from models.weights import load_state_dict_strict
 from tests.conftest import ROOT, load_tool
 
 pytestmark = pytest.mark.slow  # training, the chain, DDP or the benchmark

@@ -24,10 +24,11 @@ from common.io import ImageReadError
 from common.motion_data import DataFormatError, check_predictions, write_keypoint_csv
 from common.run_dir import LOCK_NAME, RunFolderError, output_dir_for
 from common.stage_data import load_training_table
+from common.state_dict import NonFiniteWeightsError, load_state_dict_strict
 from common.synthetic.motion import generate_motion_dataset
 from HRNet_keypoint import engine as keypoint_engine
 from models.hrnet import build_pose_hrnet
-from models.weights import NonFiniteWeightsError, load_pretrained, load_state_dict_strict
+from models.weights import load_pretrained
 from tests.conftest import ROOT, load_tool
 
 KP_CFG = ROOT / "experiments/keypoint/tiny_cpu_keypoint.yaml"

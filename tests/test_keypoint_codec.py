@@ -10,17 +10,12 @@ import torch
 from torch import nn
 
 from common.config import get_defaults
-from HRNet_keypoint.codec import (
-    DECODERS,
-    decode_heatmaps,
-    generate_target,
-    get_final_preds,
-    get_max_preds,
-    quarter_offset,
-)
+from HRNet_keypoint.codecs import codec_for_config
+from HRNet_keypoint.codecs.base import get_max_preds
+from HRNet_keypoint.codecs.quarter import generate_target, get_final_preds, quarter_offset
 from HRNet_keypoint.inference import flip_back, predict_heatmaps, predict_keypoints
 from HRNet_keypoint.loss import JointsMSELoss
-from HRNet_keypoint.transforms import affine_transform, get_affine_transform, transform_preds
+from HRNet_keypoint.transforms import affine_transform, get_affine_transform
 
 IMAGE_SIZE = (288, 384)
 HEATMAP_SIZE = (72, 96)
@@ -162,15 +157,24 @@ def test_quarter_offset_directions() -> None:
     np.testing.assert_array_equal(shifted[0], [[3.25, 2.75], [3.0, 1.0], [3.75, 3.0]])
 
 
-def test_decode_heatmaps_dispatches_on_the_decoder_name() -> None:
-    heatmaps = np.random.default_rng(4).random((2, 3, 8, 6)).astype(np.float32)
-    coords, maxvals = get_max_preds(heatmaps)
-    decoded, decoded_maxvals = decode_heatmaps(torch.from_numpy(heatmaps), "quarter")
-    np.testing.assert_array_equal(decoded, quarter_offset(heatmaps, coords))
-    np.testing.assert_array_equal(decoded_maxvals, maxvals)
-    assert "quarter" in DECODERS
-    with pytest.raises(ValueError, match="decoder must be one of"):
-        decode_heatmaps(heatmaps, "nearest")
+def test_quarter_codec_is_the_official_decode_and_targets() -> None:
+    rng = np.random.default_rng(4)
+    heatmaps = rng.random((2, 3, 8, 6)).astype(np.float32)
+    centers, scales = rng.random((2, 2)) * 100, rng.random((2, 2)) + 0.5
+    cfg = get_defaults()
+    cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.MODEL.SIGMA = [24, 32], [6, 8], 2
+    for post in (False, True):
+        cfg.TEST.POST_PROCESS = post
+        codec = codec_for_config(cfg)
+        assert codec.name == "quarter"
+        got = codec.decode(torch.from_numpy(heatmaps), centers, scales)
+        want = get_final_preds(heatmaps, centers, scales, post)
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+    joints = rng.uniform(0, 30, (5, 2))
+    for a, b in zip(codec.encode(joints, np.ones(5)),
+                    generate_target(joints, np.ones(5), [24, 32], [6, 8], 2), strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)  # fmt: skip
 
 
 def test_target_decode_round_trip_exact_cells() -> None:
@@ -212,7 +216,8 @@ def test_transform_preds_matches_decode_for_single_sample() -> None:
     center = np.array([[500.0, 400.0]], dtype=np.float32)
     scale = np.array([[2.0, 2.6666667]], dtype=np.float32)
     preds, _ = get_final_preds(torch.from_numpy(heatmaps), center, scale, post_process=False)
-    expected = transform_preds(np.array([[30.0, 40.0]]), center[0], scale[0], (72, 96))
+    back = get_affine_transform(center[0], scale[0], 0, (72, 96), inv=True)
+    expected = affine_transform(np.array([[30.0, 40.0]]), back)
     np.testing.assert_allclose(preds[0], expected, rtol=1e-6)
 
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from common.box_files import clean_box
+from common.boxes import clean_box
 from common.config import get_defaults
 from common.io import read_image
 from common.keypoints import MOTION_FLIP_PAIRS, MOTION_LOWER_BODY, MOTION_UPPER_BODY
-from HRNet_keypoint.codec import get_final_preds
+from HRNet_keypoint.codecs.quarter import get_final_preds
 from HRNet_keypoint.dataset import BoxDataset, KeypointDataset
 from HRNet_keypoint.transforms import (
     affine_transform,

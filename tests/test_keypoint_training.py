@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 import torch
 
+from common.boxes import keypoint_extent_boxes
 from common.config import load_config
 from common.metrics import mean_pose_prediction, rmse
 from common.motion_data import keypoints_array, read_keypoint_csv
 from common.run_dir import output_dir_for
-from common.stage_data import keypoint_extent_boxes
 from tests.conftest import ROOT, load_tool
 
 pytestmark = pytest.mark.slow  # training, the chain, DDP or the benchmark

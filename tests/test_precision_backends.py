@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from common.calibration import calibration_table
+from common.boxes import keypoint_extent_boxes
 from common.config import load_config
 from common.errors import ConfigError
-from common.stage_data import keypoint_extent_boxes, load_truth_table
+from common.stage_data import load_truth_table
 from HRNet_bbox import engine as bbox_engine
 from HRNet_bbox.dataset import WholeImageBoxDataset
 from HRNet_keypoint import engine as keypoint_engine
@@ -30,6 +30,7 @@ from models.backends import (
     cached_export_path,
     input_shape_for,
 )
+from models.calibration import calibration_table
 from models.quantize import calibration_indices, quantize_export, quantized_path
 from tests.conftest import ROOT
 from tests.test_backends import BBOX_CFG, CPU, KEYPOINT_CFG, saved_random_model
@@ -92,7 +93,7 @@ def test_int8_keypoints_are_close_to_fp32_and_quantised_once(tiny_motion, keypoi
         raise AssertionError("quantised again although the int8 graph is cached")
 
     monkeypatch.setattr("onnxruntime.quantization.quantize_static", must_not_quantise)
-    monkeypatch.setattr("common.calibration.load_training_table", must_not_quantise)
+    monkeypatch.setattr("models.calibration.load_training_table", must_not_quantise)
     again = keypoint_engine.load_model_for_test(cfg, keypoint_run, CPU)
     assert torch.equal(forward(again, images), int8)
     assert graph.stat().st_mtime_ns == made_at

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.box_files import clean_box, read_box_annotations
+from common.box_files import read_box_annotations
+from common.boxes import clean_box
 from common.config import load_config
 from common.errors import ConfigError
 from common.keypoints import keypoint_set

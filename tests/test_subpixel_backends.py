@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from common.boxes import keypoint_extent_boxes
 from common.config import load_config
-from common.stage_data import keypoint_extent_boxes, load_truth_table
+from common.stage_data import load_truth_table
 from HRNet_keypoint import engine as keypoint_engine
 from models.backends import BACKENDS
 from tests.test_backends import CPU, KEYPOINT_CFG, TOLERANCE_PX, saved_random_model

@@ -156,7 +156,11 @@ def test_channels_last_training_gives_the_same_weights_on_cpu(tmp_path):
 
 
 def test_unknown_amp_dtype_is_refused():
-    cfg = load_config(None, ["TRAIN.AMP_DTYPE", "int8"])
+    with pytest.raises(ValueError, match="TRAIN.AMP_DTYPE"):  # when the config is loaded
+        load_config(None, ["TRAIN.AMP_DTYPE", "int8"])
+    cfg = load_config(None)
+    cfg.defrost()
+    cfg.TRAIN.AMP_DTYPE = "int8"  # a config built in code: refused by fit itself
     with pytest.raises(ValueError, match="TRAIN.AMP_DTYPE"):
         fit(cfg, toy_stage(), None, LOGGER)
 

@@ -8,8 +8,10 @@ import torch
 from torch import nn
 
 from common.config import get_defaults
+from HRNet_keypoint.codecs import codec_for_config
+from HRNet_keypoint.codecs.dark import dark_refine
+from HRNet_keypoint.codecs.udp import udp_affine_transform
 from HRNet_keypoint.engine import predict_boxes
-from HRNet_keypoint.subpixel import dark_refine, udp_affine_transform
 from HRNet_keypoint.transforms import affine_transform, get_affine_transform
 from HRNet_keypoint.tta import predict_boxes_tta, to_reference_frame
 
@@ -61,7 +63,8 @@ def test_a_peak_warped_from_every_scale_lands_on_the_same_image_point(udp: bool)
         cell = affine_transform(point, make(center[0], scale[0] * np.float32(factor), 0, size))
         maps = np.exp(-((cols - cell[0]) ** 2 + (rows - cell[1]) ** 2) / (2 * sigma**2))
         maps = np.repeat(maps[None, None], 2, axis=1).astype(np.float32)
-        warped, coverage = to_reference_frame(maps, center, scale, factor, udp)
+        codec = codec_for_config(tiny_cfg([1.0], udp))
+        warped, coverage = to_reference_frame(maps, center, scale, factor, codec)
         assert coverage.shape == (1, 1, 32, 24) and coverage.max() == pytest.approx(1.0)
         peak = np.array(np.unravel_index(np.argmax(warped[0, 0]), warped[0, 0].shape))[::-1]
         refined = dark_refine(warped, np.broadcast_to(peak, (1, 2, 2)).astype(np.float32), 2.0)

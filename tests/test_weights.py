@@ -9,14 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from common.checkpoint import CheckpointError
+from common.state_dict import CheckpointMismatchError, load_state_dict_strict, read_state_dict
 from models.hrnet import OFFICIAL_PRETRAINED_LAYERS, PoseHighResolutionNet, hrnet_extra
-from models.weights import (
-    CheckpointError,
-    CheckpointMismatchError,
-    load_pretrained,
-    load_state_dict_strict,
-    read_state_dict,
-)
+from models.weights import load_pretrained
 
 
 def tiny(joints: int = 24, widths=(8, 16, 32, 64), seed: int = 0) -> PoseHighResolutionNet:

@@ -34,7 +34,7 @@ def test_the_training_loader_of_both_stages_uses_the_cap(two_cpus):
     from torch.utils.data import TensorDataset
 
     from common.config import load_config
-    from common.trainer import make_loader
+    from common.loaders import make_loader
 
     cfg = load_config(None, ["WORKERS", "24"])
     loader = make_loader(TensorDataset(torch.zeros(4, 1)), cfg, train=True)
@@ -46,7 +46,7 @@ def test_test_loaders_on_the_cpu_use_no_workers(two_cpus, monkeypatch):
     from torch.utils.data import TensorDataset
 
     from common.config import load_config
-    from common.trainer import make_loader
+    from common.loaders import make_loader
 
     cfg = load_config(None, ["WORKERS", "24"])
     dataset = TensorDataset(torch.zeros(4, 1))

@@ -18,8 +18,8 @@ import torch
 
 from common.cli import run_tool
 from common.config import load_config
+from common.state_dict import load_state_dict_strict
 from models.backends import export_onnx, input_shape_for, onnx_max_difference
-from models.weights import load_state_dict_strict
 from stages import stage_for
 
 # Allowed |onnxruntime - torch| relative to the output's scale (float32 reordering only).

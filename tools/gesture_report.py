@@ -44,15 +44,16 @@ from pathlib import Path
 from types import ModuleType
 
 import _bootstrap  # noqa: F401
+from yacs.config import CfgNode
 
-from common.cli import run_tool
+from common.cli import bounded_int, run_tool
 from common.config import load_config
 from common.gesture.cam import worst_validation_cams
 from common.gesture.hand_keypoints import TRAIN_LIST_NAME
 from common.gesture.refiner_folds import fit_and_score_refiner
 from common.gesture.report import keypoint_errors, pair_statistics, print_summary
 from common.io import atomic_write_text
-from common.run_dir import output_dir_for
+from common.run_dir import output_dir_for, removed_if_failed
 from common.synthetic.gesture import add_data_arguments, generate_gesture_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,9 +88,13 @@ def _step(title: str) -> float:
     return time.perf_counter()
 
 
+def _stage_opts(opts: list[str], epochs: int) -> list[str]:
+    return [*opts, "TRAIN.END_EPOCH", str(epochs), "TRAIN.LR_STEP", _lr_steps(epochs)]
+
+
 def _train_and_test_stage(cfg_path: Path, opts: list[str], epochs: int) -> Path:
     """Train one stage, predict its test set; returns its output folder."""
-    opts = [*opts, "TRAIN.END_EPOCH", str(epochs), "TRAIN.LR_STEP", _lr_steps(epochs)]
+    opts = _stage_opts(opts, epochs)
     _tool("train").main(["--cfg", str(cfg_path), "--test_option", "False", *opts])
     output_dir = output_dir_for(load_config(cfg_path, opts), cfg_path)
     _tool("test").main(["--cfg", str(cfg_path), "--output_path", str(output_dir), *opts])
@@ -171,13 +176,13 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--report", default="report.json", help="file name under --work")
     add_data_arguments(parser)
-    parser.add_argument("--bbox-epochs", type=int, default=20)
-    parser.add_argument("--keypoint-epochs", type=int, default=12)
-    parser.add_argument("--gesture-epochs", type=int, default=30)
-    parser.add_argument("--gesture-image-size", type=int, default=64)
+    parser.add_argument("--bbox-epochs", type=bounded_int(1), default=20)
+    parser.add_argument("--keypoint-epochs", type=bounded_int(1), default=12)
+    parser.add_argument("--gesture-epochs", type=bounded_int(1), default=30)
+    parser.add_argument("--gesture-image-size", type=bounded_int(16), default=64)
     parser.add_argument(
         "--folds",
-        type=int,
+        type=bounded_int(0),
         default=4,
         help="GESTURE.NUM_FOLDS, every fold trained: each training clip is validated once (more "
         "clips per refiner pair than one fold's), the test clips get the folds' ensemble; "
@@ -202,29 +207,29 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.cam < 0:
         parser.error(f"--cam {args.cam}: the number of clips must be 0 or more")
+    if args.folds == 1:
+        parser.error("--folds 1: give 0 (the config's folds) or at least 2 (a fold is held out)")
     work = args.work.resolve()
-    data = work / "data"
+    if work.exists() and not work.is_dir():
+        parser.error(f"--work {work} is a file: name a folder for the data, runs and report")
+    previous = None
+    replace = work.exists() and any(work.iterdir())
     if args.rescore:
-        if not (work / TRAIN_KEYPOINT_DIR / "result.csv").is_file():
-            parser.error(f"--rescore needs a finished run in --work {work}")
-    elif work.exists() and any(work.iterdir()):
-        if not args.overwrite:
-            parser.error(f"--work {work} is not empty (pass --overwrite to replace it)")
-        shutil.rmtree(work)
-    common = ["DATASET.ROOT", str(data), "OUTPUT_DIR", str(work / "output"),
-              "LOG_DIR", str(work / "log")]  # fmt: skip
-    seconds: dict[str, float] = {}
-    train_result_csv = work / TRAIN_KEYPOINT_DIR / "result.csv"
-    if args.rescore:
-        previous = json.loads((work / "report.json").read_text())
-        summary = previous["data"]
-        args.test_json = bool(summary["test_json"])
+        try:
+            previous = json.loads((work / "report.json").read_text())
+        except (OSError, ValueError):
+            previous = None
+        if not (work / TRAIN_KEYPOINT_DIR / "result.csv").is_file() or not isinstance(
+            previous, dict
+        ) or "data" not in previous:
+            parser.error(f"--rescore needs a finished run (its report.json) in --work {work}")
+        args.test_json = bool(previous["data"]["test_json"])
         args.folds = previous.get("folds", 0)  # the trained folds' validation probabilities
-        result_csv = output_dir_for(load_config(KEYPOINT_CFG, common), KEYPOINT_CFG) / "result.csv"
-    else:
-        summary, result_csv = _data_and_stages(args, work, common, seconds)
-
-    started = _step("gesture classifier")
+    elif replace and not args.overwrite:
+        parser.error(f"--work {work} is not empty (pass --overwrite to replace it)")
+    common = ["DATASET.ROOT", str(work / "data"), "OUTPUT_DIR", str(work / "output"),
+              "LOG_DIR", str(work / "log")]  # fmt: skip
+    train_result_csv = work / TRAIN_KEYPOINT_DIR / "result.csv"
     gesture_opts = [
         *common,
         "GESTURE.EPOCHS", str(args.gesture_epochs),
@@ -237,7 +242,32 @@ def main(argv: list[str] | None = None) -> dict:
         gesture_opts += ["GESTURE.NUM_FOLDS", str(args.folds),
                          "GESTURE.FOLDS", str(list(range(args.folds)))]  # fmt: skip
     gesture_opts += args.gesture_opts
+    # every config checked (keys and values) before any data or training
+    load_config(BBOX_CFG, _stage_opts(common, args.bbox_epochs))
+    load_config(KEYPOINT_CFG, _stage_opts(common, args.keypoint_epochs))
     gesture_cfg = load_config(GESTURE_CFG, gesture_opts)
+    if previous is not None:
+        return _report(args, work, common, gesture_opts, gesture_cfg, previous)
+    if replace:
+        shutil.rmtree(work)
+    with removed_if_failed(work):  # a run that fails leaves no half-made --work behind
+        return _report(args, work, common, gesture_opts, gesture_cfg, None)
+
+
+def _report(
+    args: argparse.Namespace, work: Path, common: list[str], gesture_opts: list[str],
+    gesture_cfg: CfgNode, previous: dict | None,
+) -> dict:
+    """Steps 1-5, or with ``previous`` (``--rescore``) the refiner and the test clips again."""
+    data = work / "data"
+    seconds: dict[str, float] = {}
+    if previous is not None:
+        summary = previous["data"]
+        result_csv = output_dir_for(load_config(KEYPOINT_CFG, common), KEYPOINT_CFG) / "result.csv"
+    else:
+        summary, result_csv = _data_and_stages(args, work, common, seconds)
+
+    started = _step("gesture classifier")
     gesture_dir = output_dir_for(gesture_cfg, GESTURE_CFG)
     if args.rescore:
         metrics = fit_and_score_refiner(gesture_cfg, gesture_dir, logging.getLogger(__name__))

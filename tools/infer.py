@@ -11,6 +11,11 @@ tool's own keypoints.json works) or a stage-one ``test_annotation.pkl``. Writes
 ``keypoints`` [x, y, score] triples in original pixels, ``score``), ``OUT/keypoints.csv`` and
 the drawn pictures (``OUT/pictures/``) or, for a video, ``OUT/<video name>_keypoints.mp4``.
 ``KEY VALUE`` overrides go to both configs (e.g. ``TEST.BACKEND onnxruntime``).
+
+Each person is drawn in its own colour with its number, joints scored below ``--kp-thr`` faint,
+and a legend below the picture. On a video every person gets a ``track_id`` (kept across
+frames, drawn as its number and colour; ``common/tracking.py``), and ``--smooth`` filters each
+track's keypoints (One Euro, ``--smooth-min-cutoff``, ``--smooth-beta``, ``--smooth-d-cutoff``).
 """
 
 from __future__ import annotations
@@ -35,10 +40,11 @@ from common.keypoints import KeypointSetError, coordinate_columns
 from common.media import Media, MediaError, iterate_chunks, open_media
 from common.motion_data import DataFormatError
 from common.seed import seed_everything
-from common.visualize import PRED_COLOUR, draw_skeleton
+from common.tracking import add_video_arguments, track_people, tracker_from_arguments
+from common.visualize import draw_people
 from HRNet_bbox import engine as bbox_engine
 from HRNet_keypoint import engine as keypoint_engine
-from HRNet_keypoint.coco_test import rescore
+from HRNet_keypoint.coco_results import rescore
 
 CHUNK = 16  # images or frames decoded at a time
 
@@ -64,11 +70,12 @@ def read_boxes_file(path: Path) -> dict[str, list[tuple[list[float], float]]]:
     return boxes
 
 
-def _entry(media: Media, name: str, box, keypoints, scores, score) -> dict:
+def _entry(media: Media, name: str, box, keypoints, scores, score, track_id) -> dict:
     where = {"frame": int(name.split("_")[1])} if media.kind == "video" else {"file_name": name}
     triples = np.concatenate([keypoints, scores[:, None]], axis=1).ravel().tolist()
+    tracked = {} if track_id is None else {"track_id": int(track_id)}
     return {**where, "bbox": [float(v) for v in box], "keypoints": triples,
-            "score": float(score)}
+            "score": float(score), **tracked}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -91,6 +98,10 @@ def run(args: argparse.Namespace) -> dict:
         (args.out / "pictures").mkdir(exist_ok=True)
     writer, video_path, entries = None, args.out / f"{media.path.stem}_keypoints.mp4", []
     video = media.kind == "video"
+    tracker = tracker_from_arguments(args, kp_set.sigmas, media.fps) if video else None
+    if args.smooth and not video:
+        print("warning: --smooth filters keypoints over a video's frames; it has no effect on "
+              f"{media.kind} input", file=sys.stderr)
     progress = tqdm(total=(media.frames or None) if video else len(media.files),
                     desc=f"infer {media.kind}", unit="frame" if video else "image")
     try:
@@ -110,12 +121,20 @@ def run(args: argparse.Namespace) -> dict:
                     images=[images[i] for i, _, _ in people])
                 person_scores = rescore(np.array([s for _, _, s in people]), scores,
                                         keypoint_cfg.TEST.IN_VIS_THRE)
-            drawn = [im.copy() for im in images]
+            # Video: track ids across frames (and --smooth'ed keypoints), common/tracking.py.
+            numbers = [sum(j == i for j, _, _ in people[:k + 1]) for k, (i, _, _) in
+                       enumerate(people)]
+            if tracker is not None and people:
+                numbers, coords = track_people(
+                    tracker, np.array([int(names[i].split("_")[1]) for i, _, _ in people]),
+                    np.array([box for _, box, _ in people], dtype=np.float64), coords, scores)
+            on_picture: list[list] = [[] for _ in images]
             for k, (i, box, _) in enumerate(people):
                 entries.append(_entry(media, names[i], box, coords[k], scores[k],
-                                      person_scores[k]))
-                drawn[i] = draw_skeleton(drawn[i], coords[k], PRED_COLOUR, np.asarray(box),
-                                         skeleton=kp_set.skeleton)
+                                      person_scores[k], numbers[k] if video else None))
+                on_picture[i].append((numbers[k], coords[k], scores[k], np.asarray(box)))
+            drawn = [draw_people(image, found, args.kp_thr, kp_set.skeleton, tracked=video)
+                     for image, found in zip(images, on_picture, strict=True)]
             for name, picture in zip(names, drawn, strict=True):
                 if media.kind != "video":
                     cv2.imwrite(str(args.out / "pictures" / f"{Path(name).stem}.jpg"), picture)
@@ -152,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bbox-output", type=Path, help="stage one's run folder")
     parser.add_argument("--boxes", type=Path, help="boxes instead of stage one (JSON or .pkl)")
     parser.add_argument("--out", type=Path, required=True)
+    add_video_arguments(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE for both configs")
     args = parser.parse_args(argv)
     if bool(args.boxes) == bool(args.bbox_cfg and args.bbox_output):
@@ -170,4 +190,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.cli import run_tool
+
+    run_tool(main)

@@ -12,9 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import _bootstrap  # noqa: F401
+
+from common.cli import bounded_int, run_tool
+from common.errors import UserError
+from common.run_dir import removed_if_failed
 
 GESTURE_MODULE = "common.synthetic.gesture"
 
@@ -26,15 +28,16 @@ def add_motion_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path("data/synthetic/motion"),
         help="data set folder (the config's DATASET.ROOT)",
     )
-    parser.add_argument("--train", type=int, default=200, help="number of training images")
-    parser.add_argument("--test", type=int, default=50, help="number of test images")
-    parser.add_argument("--width", type=int, default=1920)
-    parser.add_argument("--height", type=int, default=1080)
+    parser.add_argument("--train", type=bounded_int(1), default=200,
+                        help="number of training images")
+    parser.add_argument("--test", type=bounded_int(0), default=50, help="number of test images")
+    parser.add_argument("--width", type=bounded_int(32), default=1920)
+    parser.add_argument("--height", type=bounded_int(32), default=1080)
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
-    parser.add_argument("--jpeg-quality", type=int, default=90)
+    parser.add_argument("--jpeg-quality", type=bounded_int(1, 100), default=90)
     parser.add_argument(
         "--max-frames",
-        type=int,
+        type=bounded_int(1),
         default=None,
         help="at most this many frames per sequence: more poses for a small training set",
     )
@@ -43,7 +46,8 @@ def add_motion_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--format", choices=("csv", "coco"), default="csv",
                         help="coco: person-keypoints JSON files, several people in some images")
-    parser.add_argument("--max-people", type=int, default=3, help="coco: people per image")
+    parser.add_argument("--max-people", type=bounded_int(1), default=3,
+                        help="coco: people per image")
 
 
 def run_motion(args: argparse.Namespace) -> int:
@@ -51,28 +55,18 @@ def run_motion(args: argparse.Namespace) -> int:
     from common.synthetic.motion_coco import generate_motion_coco
 
     start = time.perf_counter()
-    try:
-        if args.format == "coco":
-            counts = generate_motion_coco(
-                args.out, args.train, args.test, width=args.width, height=args.height,
-                seed=args.seed, overwrite=args.overwrite, jpeg_quality=args.jpeg_quality,
-                max_people=args.max_people,
-            )  # fmt: skip
-        else:
-                counts = generate_motion_dataset(
-                args.out,
-                args.train,
-                args.test,
-                width=args.width,
-                height=args.height,
-                seed=args.seed,
-                overwrite=args.overwrite,
-                jpeg_quality=args.jpeg_quality,
-                max_frames=args.max_frames,
-            )
-    except (FileExistsError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if args.format == "coco":
+        counts = generate_motion_coco(
+            args.out, args.train, args.test, width=args.width, height=args.height,
+            seed=args.seed, overwrite=args.overwrite, jpeg_quality=args.jpeg_quality,
+            max_people=args.max_people,
+        )  # fmt: skip
+    else:
+        counts = generate_motion_dataset(
+            args.out, args.train, args.test, width=args.width, height=args.height,
+            seed=args.seed, overwrite=args.overwrite, jpeg_quality=args.jpeg_quality,
+            max_frames=args.max_frames,
+        )  # fmt: skip
     print(
         f"wrote {counts['train']} train and {counts['test']} test images "
         f"({args.width}x{args.height}) to {args.out} in {time.perf_counter() - start:.1f} s"
@@ -110,13 +104,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
     args = build_parser(gesture_module).parse_args(argv)
-    if args.command == "motion":
-        return run_motion(args)
-    result = gesture_module.run_from_args(args)
+    try:
+        with removed_if_failed(args.out):  # a data set that failed half-way is not left behind
+            if args.command == "motion":
+                return run_motion(args)
+            result = gesture_module.run_from_args(args)
+    except (FileExistsError, ValueError) as error:  # the generators' refusals
+        raise UserError(str(error)) from None
     return result if isinstance(result, int) else 0  # it may return a summary instead
 
 
 if __name__ == "__main__":
-    from common.cli import run_tool
-
     run_tool(main)

@@ -31,6 +31,7 @@ import _bootstrap  # noqa: F401
 import numpy as np
 import pandas as pd
 
+from common.boxes import keypoint_extent_boxes
 from common.cli import run_tool
 from common.coco_eval import AP_NAMES, PCK_THRESHOLDS, pck_and_epe, score_coco_files
 from common.keypoints import KeypointSetError, names_from_columns
@@ -49,7 +50,6 @@ from common.motion_data import (
     read_keypoint_csv,
     validate_submission,
 )
-from common.stage_data import keypoint_extent_boxes
 
 GESTURE_ID_COLUMN = "Image_Path"
 GESTURE_LABEL_COLUMN = "pose_id"

@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from common.cli import bounded_int
 from common.gesture.data import POSE_COLUMNS
 from common.gesture.hand_keypoints import export_hand_tables
 from common.gesture.submission import IMAGE_PATH_COLUMN, LABEL_PREFIX, submission_image_path
@@ -189,11 +190,15 @@ def generate_gesture_dataset(
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that describe a synthetic gesture set (its size, frames and seed), shared
     by tools/make_synthetic.py and tools/gesture_report.py."""
-    parser.add_argument("--train-clips", type=int, default=104, help="training clips (folders)")
-    parser.add_argument("--test-clips", type=int, default=26, help="test clips (folders)")
-    parser.add_argument("--frames", type=int, default=6, help="frames per clip")
-    parser.add_argument("--width", type=int, default=320, help="frame width in pixels")
-    parser.add_argument("--height", type=int, default=180, help="frame height in pixels")
+    parser.add_argument("--train-clips", type=bounded_int(1), default=104,
+                        help="training clips (folders)")
+    parser.add_argument("--test-clips", type=bounded_int(1), default=26,
+                        help="test clips (folders)")
+    parser.add_argument("--frames", type=bounded_int(2), default=6, help="frames per clip")
+    parser.add_argument("--width", type=bounded_int(32), default=320,
+                        help="frame width in pixels")
+    parser.add_argument("--height", type=bounded_int(32), default=180,
+                        help="frame height in pixels")
     parser.add_argument("--seed", type=int, default=0, help="fixes the data set exactly")
     parser.add_argument(
         "--no-test-json",

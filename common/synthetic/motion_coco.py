@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.boxes import keypoint_extent_boxes
 from common.coco import coco_category, keypoint_annotation, write_json
 from common.keypoints import load_keypoint_set
-from common.stage_data import keypoint_extent_boxes
 from common.synthetic.motion_drawing import (
     FigureStyle,
     add_sensor_noise,

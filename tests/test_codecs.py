@@ -1,4 +1,4 @@
-"""DARK decoding and UDP (HRNet_keypoint/subpixel.py) against analytic heatmaps."""
+"""The codecs of HRNet_keypoint/codecs/ (DARK, UDP, the registry) against analytic heatmaps."""
 
 from __future__ import annotations
 
@@ -7,20 +7,27 @@ import pytest
 import torch
 
 from common.config import get_defaults
-from HRNet_keypoint.codec import get_final_preds, get_max_preds
+from HRNet_keypoint.codecs import codec_for_config
+from HRNet_keypoint.codecs.base import get_max_preds
+from HRNet_keypoint.codecs.dark import dark_refine
+from HRNet_keypoint.codecs.udp import udp_affine_transform
 from HRNet_keypoint.dataset import crop_image
 from HRNet_keypoint.inference import predict_heatmaps, predict_keypoints
-from HRNet_keypoint.subpixel import (
-    dark_refine,
-    decode_for_config,
-    decode_subpixel,
-    udp_affine_transform,
-    udp_generate_target,
-    udp_transform_preds,
-)
 from HRNet_keypoint.transforms import affine_transform, get_affine_transform
 
 WIDTH, HEIGHT = 24, 32
+
+
+def codec(name: str, sigma: float = 2.0, decode: str = "quarter", image=(96, 128),
+          heatmap=(24, 32)):  # fmt: skip
+    cfg = get_defaults()
+    cfg.MODEL.CODEC, cfg.TEST.DECODE, cfg.MODEL.SIGMA = name, decode, sigma
+    cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE = list(image), list(heatmap)
+    return codec_for_config(cfg)
+
+
+def udp_transform_preds(coords, center, scale, heatmap_size):
+    return affine_transform(coords, udp_affine_transform(center, scale, 0, heatmap_size, inv=True))
 
 
 def gaussian_maps(peaks: np.ndarray, sigma: float, size=(WIDTH, HEIGHT)) -> np.ndarray:
@@ -59,7 +66,7 @@ def test_dark_at_borders_and_on_flat_maps_keeps_the_integer_cell_where_it_cannot
     assert np.isfinite(refined).all()
 
 
-def test_dark_ignores_a_saddle_and_clips_absurd_steps() -> None:
+def test_dark_on_a_plateau_and_a_ridge() -> None:
     heatmaps = np.zeros((1, 1, HEIGHT, WIDTH), dtype=np.float32)
     heatmaps[0, 0, 10, 10] = 1.0
     heatmaps[0, 0, 10, 11] = 1.0  # a plateau of two cells after smoothing is still concave
@@ -108,9 +115,10 @@ def test_udp_flip_is_exact() -> None:
     rng = np.random.default_rng(1)
     image = rng.integers(0, 255, (60, 90, 3), dtype=np.uint8)
     center, scale, size = np.array([40.0, 30.0], dtype=np.float32), np.array([0.3, 0.4]), (24, 32)
-    crop, _ = crop_image(image, center, scale, 0.0, size, udp=True)
+    crop, _ = crop_image(image, center, scale, 0.0, size, crop_matrix=udp_affine_transform)
     mirrored_center = np.array([90 - 1 - center[0], center[1]], dtype=np.float32)
-    mirrored, _ = crop_image(image[:, ::-1], mirrored_center, scale, 0.0, size, udp=True)
+    mirrored, _ = crop_image(image[:, ::-1], mirrored_center, scale, 0.0, size,
+                             crop_matrix=udp_affine_transform)  # fmt: skip
     np.testing.assert_array_equal(mirrored[:, ::-1], crop)
 
 
@@ -121,10 +129,11 @@ def test_udp_round_trip_encodes_and_decodes_the_same_point(method: str) -> None:
     rng = np.random.default_rng(2)
     points = np.column_stack([rng.uniform(270, 350, 12), rng.uniform(130, 270, 12)])
     to_input = udp_affine_transform(center, scale, 0, image_size)
-    target, weight = udp_generate_target(affine_transform(points, to_input), np.ones(12),
-                                         image_size, heatmap_size, sigma)  # fmt: skip
+    udp = codec("udp", sigma, method, image_size, heatmap_size)
+    target, weight = udp.encode(affine_transform(points, to_input), np.ones(12))
     assert target.shape == (12, 32, 24) and (weight == 1).all()
-    preds, _ = decode_subpixel(target[None], center[None], scale[None], method, sigma, udp=True)
+    udp.post_process = True
+    preds, _ = udp.decode(target[None], center[None], scale[None])
     error = np.abs(preds[0] - points).max() / (1.2 * 200 / 23)  # in heatmap cells
     # The target is cut at 3 sigma around the nearest cell, which biases DARK a little.
     assert error < (0.07 if method == "dark" else 0.5)
@@ -132,26 +141,9 @@ def test_udp_round_trip_encodes_and_decodes_the_same_point(method: str) -> None:
 
 def test_udp_targets_outside_the_map_get_weight_zero_and_invisible_an_empty_map() -> None:
     joints = np.array([[50.0, 60.0], [-500.0, 60.0], [50.0, 60.0]])
-    target, weight = udp_generate_target(joints, np.array([1.0, 1.0, 0.0]), (96, 128),
-                                         (24, 32), 2.0)  # fmt: skip
+    target, weight = codec("udp").encode(joints, np.array([1.0, 1.0, 0.0]))
     assert weight.ravel().tolist() == [1.0, 0.0, 0.0]
     assert target[0].max() > 0.9 and target[1].max() == 0 and target[2].max() == 0
-
-
-def test_decode_for_config_defaults_are_the_official_decode_bit_for_bit() -> None:
-    rng = np.random.default_rng(3)
-    heatmaps = rng.random((3, 24, HEIGHT, WIDTH)).astype(np.float32)
-    centers, scales = rng.random((3, 2)) * 100, rng.random((3, 2)) + 0.5
-    cfg = get_defaults()
-    for post in (False, True):
-        cfg.TEST.POST_PROCESS = post
-        got = decode_for_config(heatmaps, centers, scales, cfg)
-        want = get_final_preds(heatmaps, centers, scales, post)
-        for a, b in zip(got, want, strict=True):
-            assert a.dtype == b.dtype and np.array_equal(a, b)
-    cfg.TEST.DECODE = "bogus"
-    with pytest.raises(ValueError, match="TEST.DECODE must be one of"):
-        decode_for_config(heatmaps, centers, scales, cfg)
 
 
 def test_predict_keypoints_with_dark_and_udp_runs_the_configured_decoding() -> None:
@@ -163,7 +155,7 @@ def test_predict_keypoints_with_dark_and_udp_runs_the_configured_decoding() -> N
     centers, scales = np.array([[50.0, 60.0]] * 2), np.array([[0.3, 0.4]] * 2)
     coords, _ = predict_keypoints(model, images, centers, scales, cfg, [(0, 1)])
     heatmaps = predict_heatmaps(model, images, True, [(0, 1)], shift_heatmap=False)
-    want, _ = decode_subpixel(heatmaps.numpy(), centers, scales, "dark", 2.0, True)
+    want, _ = codec("udp", 2.0, "dark").decode(heatmaps.numpy(), centers, scales)
     np.testing.assert_array_equal(coords, want)
     # UDP decoding inverts the UDP map: the heatmap's centre cell is the box centre.
     np.testing.assert_allclose(udp_transform_preds(np.array([[1.0, 1.5]]), centers[0], scales[0],

@@ -14,7 +14,8 @@ import torch
 from yacs.config import CfgNode
 
 from common.errors import ConfigError, UserError
-from common.stage_data import KeypointTable, load_training_table
+from common.keypoint_table import KeypointTable
+from common.stage_data import load_training_table
 from models.quantize import INT8_BACKEND, calibration_indices
 
 

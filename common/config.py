@@ -68,12 +68,10 @@ _C.MODEL.BBOX_HEAD = "pooled"
 # Stage two, issue 13: unbiased data processing (crop, targets and decoding map pixel centres
 # with (size - 1) scaling; HRNet_keypoint/codecs/udp.py). Off reproduces the official numerics.
 _C.MODEL.UDP = False
-# TASK detect (issue 25): every person (or hand) box of an image, HRNet_bbox/detector.py. NAME:
-# 'fcos', 'retinanet' or 'fasterrcnn' on the HRNet of MODEL.EXTRA (through a feature pyramid of
-# FPN_CHANNELS), or a torchvision builder ('fcos_resnet50_fpn', 'fasterrcnn_resnet50_fpn', ...)
-# whose COCO-trained state dict WEIGHTS names on disk (never downloaded). The model keeps
-# MAX_DETECTIONS boxes an image scoring at least SCORE_THRE (low, for AP); the chain keeps
-# those at or above TEST.IMAGE_THRE.
+# TASK detect: every person box of an image (HRNet_bbox/detector.py). NAME: 'fcos', 'retinanet'
+# or 'fasterrcnn' on MODEL.EXTRA's HRNet + an FPN_CHANNELS pyramid, or a torchvision builder
+# ('fasterrcnn_resnet50_fpn', ...) with its COCO state dict WEIGHTS on disk (never downloaded).
+# It keeps MAX_DETECTIONS boxes scoring >= SCORE_THRE; the chain those >= TEST.IMAGE_THRE.
 _C.MODEL.DETECTOR = CN()
 _C.MODEL.DETECTOR.NAME = "fcos"
 _C.MODEL.DETECTOR.FPN_CHANNELS = 256

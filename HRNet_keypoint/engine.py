@@ -17,7 +17,9 @@ from common.boxes import keypoint_extent_boxes
 from common.checkpoint import BEST_NAME
 from common.coco import keypoint_results, write_json
 from common.coco_data import coco_test_people
+from common.coco_eval import people_oks_ap
 from common.errors import ConfigError, MissingFileError
+from common.image_cache import cached_decodes
 from common.io import image_size, read_image
 from common.keypoint_config import config_keypoint_set
 from common.keypoint_table import KeypointTable, dataset_root, labelled_mask, table_boxes
@@ -30,6 +32,7 @@ from common.progress import batch_size, progress
 from common.stage import TrainRun, image_stage, train_on_table
 from common.stage import run_test as run_stage_test
 from common.stage_data import load_truth_table, test_image_names, test_image_paths, truth_by_name
+from common.trained_with import check_trained_with
 from common.trainer import Stage
 from common.visualize import side_by_side
 from HRNet_keypoint.coco_results import write_coco_results
@@ -93,10 +96,24 @@ def build_model(cfg: CfgNode, is_train: bool, logger: logging.Logger | None = No
 def evaluate(
     cfg: CfgNode, model: torch.nn.Module, table: KeypointTable, device: torch.device
 ) -> dict[str, float]:
-    """RMSE of the model on a held-out table (labelled keypoints), on its boxes."""
+    """RMSE of the model on a held-out table (labelled keypoints), on its boxes; a COCO table
+    also gets its OKS AP."""
     pred = predict_boxes(model, cfg, table.paths, table_boxes(table), device)
+    return table_scores(cfg, pred, table)
+
+
+def table_scores(cfg: CfgNode, pred: np.ndarray, table: KeypointTable) -> dict[str, float]:
+    """RMSE over the labelled keypoints and, for a COCO table, OKS AP with the keypoint set's
+    sigmas (``metric``: 1 - AP, lower is better, as the official COCO recipe selects by AP);
+    else ``metric`` is the RMSE."""
     mask = labelled_mask(table)
-    return {"rmse": rmse(pred[mask], table.keypoints[mask])}
+    error = rmse(pred[mask], table.keypoints[mask])
+    scores = {"metric": error, "rmse": error, "mse": error**2}
+    if table.areas is not None:
+        ap = people_oks_ap(pred, table.keypoints, table.visibility, table.boxes, table.areas,
+                           table.names, config_keypoint_set(cfg).sigmas)  # fmt: skip
+        scores.update(metric=1.0 - ap, oks_ap=ap)
+    return scores
 
 
 def build_stage(
@@ -107,17 +124,18 @@ def build_stage(
     device: torch.device,
 ) -> Stage:
     """Plug stage two into the shared epoch loop; validation is RMSE in original pixels on
-    keypoint-extent boxes (as the reference validates)."""
+    keypoint-extent boxes (as the reference validates), or on a COCO table OKS AP on the
+    people's boxes (logged as ``1-AP``, lower is better)."""
     kp_set = config_keypoint_set(cfg)
     train_set = KeypointDataset(
         cfg, train.paths, train.keypoints, True,
         kp_set.flip_pairs, kp_set.upper_body, kp_set.lower_body,
+        images=cached_decodes(train.paths, cfg.DATASET.CACHE_DECODED_MB),
         reduced_decode=cfg.DATASET.REDUCED_DECODE, boxes=train.boxes,
         visibility=train.visibility,
     )  # fmt: skip
     criterion = JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT)
     val_boxes = table_boxes(val)
-    val_mask = labelled_mask(val)
 
     def train_step(net: torch.nn.Module, batch) -> torch.Tensor:
         inputs, target, target_weight, _ = batch
@@ -129,8 +147,7 @@ def build_stage(
     def validate(net: torch.nn.Module, epoch: int) -> dict[str, float]:
         pred = predict_boxes(net, cfg, val.paths, val_boxes, device, desc=f"epoch {epoch} val")
         last_pred["coords"] = pred
-        error = rmse(pred[val_mask], val.keypoints[val_mask])
-        return {"metric": error, "rmse": error, "mse": error**2}
+        return table_scores(cfg, pred, val)
 
     def draw_sample(index: int, epoch: int) -> np.ndarray:
         return side_by_side(read_image(val.paths[index]), last_pred["coords"][index],
@@ -138,7 +155,8 @@ def build_stage(
                             f"epoch {epoch}  {val.names[index]}",
                             skeleton=kp_set.skeleton)  # fmt: skip
 
-    return image_stage(cfg, model, train_set, train_step, validate, "rmse", len(val.paths),
+    metric_name = "rmse" if val.areas is None else "1-AP (OKS)"
+    return image_stage(cfg, model, train_set, train_step, validate, metric_name, len(val.paths),
                        draw_sample)  # fmt: skip
 
 
@@ -199,9 +217,11 @@ def _check_record_sizes(
 
 def load_model_for_test(cfg: CfgNode, output_dir: Path, device: torch.device) -> torch.nn.Module:
     """The stage-two model from ``TEST.MODEL_FILE`` or ``<output_dir>/model_best.pth``, strictly,
-    run by ``TEST.BACKEND`` (models/backends.py); 'onnxruntime-int8' calibrates on training
+    run by ``TEST.BACKEND`` (models/backends.py), refused when ``MODEL.UDP`` differs from the
+    ``config.yaml`` beside it (common/trained_with.py); 'onnxruntime-int8' calibrates on training
     images cropped on their boxes, as the test path crops."""
     weights = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else output_dir / BEST_NAME
+    check_trained_with(cfg, weights)
     calibration = calibration_provider(
         cfg, lambda table: BoxDataset(cfg, table.paths, table_boxes(table)))
     return load_inference_model(lambda: build_model(cfg, is_train=False), cfg, weights, device,
@@ -252,7 +272,8 @@ class KeypointStage:
     def train(self, cfg: CfgNode, run: TrainRun) -> dict:
         if run.folds:
             functions = SimpleNamespace(build_model=build_model, build_stage=build_stage,
-                                        predict_boxes=predict_boxes)  # fmt: skip
+                                        predict_boxes=predict_boxes,
+                                        table_scores=table_scores)  # fmt: skip
             return train_folds(cfg, functions, run)
         return train_on_table(cfg, run, build_model, build_stage, evaluate)
 

@@ -7,7 +7,7 @@ Variants, each from image files to ``result.csv``:
 - ``plain``: the project's two-step way, ``tools/test.py`` on the box config then on the keypoint
   config, ``TEST.BACKEND torch``: what a user runs to reproduce the competition.
 - ``chain_<backend>``: ``tools/pipeline.py`` (one process, one decode per image for both stages)
-  with each optimised backend.
+  with each optimised backend; ``<backend>:bf16`` adds ``TEST.BF16 True``.
 
 All run the leaderboard configs as they are (``WORKERS`` included), with ``TEST.REFERENCE_BOXES
 True`` so that stage one writes the boxes as the competition did and the answers can be compared
@@ -117,12 +117,14 @@ class SideBySide:
              str(keypoint_dir), *opts, "DATASET.BOX_FILE",
              str(bbox_dir / bbox_engine.BOX_FILE_NAME)],
         ]  # fmt: skip
-        for backend in backends:
-            bbox_dir, keypoint_dir = self._run_folders(f"chain_{backend}", weights)
-            self.commands[f"chain_{backend}"] = [[
+        for spec in backends:
+            backend, _, precision = spec.partition(":")
+            bbox_dir, keypoint_dir = self._run_folders(f"chain_{spec}", weights)
+            self.commands[f"chain_{spec}"] = [[
                 PYTHON, "tools/pipeline.py", "--bbox-cfg", self.bbox_cfg, "--bbox-output",
                 str(bbox_dir), "--keypoint-cfg", self.keypoint_cfg, "--keypoint-output",
-                str(keypoint_dir), *opts, "TEST.BACKEND", backend]]  # fmt: skip
+                str(keypoint_dir), *opts, "TEST.BACKEND", backend,
+                *(["TEST.BF16", "True"] if precision == "bf16" else [])]]  # fmt: skip
 
     def _run_folders(self, variant: str, weights: dict[str, Path]) -> tuple[Path, Path]:
         folders = []

@@ -64,8 +64,15 @@ VARIANTS = {  # name: (TEST.BACKEND, TEST.BF16); the first is what the ratios ar
     "fused+bf16": ("fused", True),
     "torch+bf16": ("torch", True),
     "onnxruntime-int8": ("onnxruntime-int8", False),
+    "openvino fp32": ("openvino", False),
+    "openvino+bf16": ("openvino", True),
+    "openvino-int8": ("openvino-int8", False),
 }
-ACCURACY_VARIANTS = (FP32, "onnxruntime-int8", "fused+bf16")
+ACCURACY_VARIANTS = (FP32, "onnxruntime-int8", "fused+bf16", "openvino fp32", "openvino+bf16",
+                     "openvino-int8")  # fmt: skip
+# Each reduced-precision variant runs in one stage at a time (the other in fp32), so that its
+# cost is per stage: stage one's through the chain's RMSE and box IoU, stage two's on true boxes.
+STAGES = ("bbox", "keypoint")
 
 
 def variant_opts(name: str) -> list[str]:
@@ -141,10 +148,14 @@ def accuracy_rows(data_root: Path, folders: dict[str, Path]) -> list[dict]:
     logger.setLevel(logging.WARNING)
     truth_csv = data_root / "test_df.csv"
     rows, coords, coords_gt = [], {}, {}
-    for name in ACCURACY_VARIANTS:
-        opts = ["DATASET.ROOT", str(data_root), *variant_opts(name)]
-        bbox_cfg = load_config(ROOT / TINY_CONFIGS["bbox"], opts)
-        keypoint_cfg = load_config(ROOT / TINY_CONFIGS["keypoint"], opts)
+    runs = [(FP32, "both")] + [(name, stage) for name in ACCURACY_VARIANTS[1:] for stage in STAGES]
+    for variant, stage in runs:
+        name = f"{variant} | {stage}"
+        base = ["DATASET.ROOT", str(data_root)]
+        bbox_cfg = load_config(ROOT / TINY_CONFIGS["bbox"], [
+            *base, *variant_opts(variant if stage in ("both", "bbox") else FP32)])
+        keypoint_cfg = load_config(ROOT / TINY_CONFIGS["keypoint"], [
+            *base, *variant_opts(variant if stage in ("both", "keypoint") else FP32)])
         started = time.perf_counter()
         summary = run_chain(bbox_cfg, folders["bbox"], keypoint_cfg, folders["keypoint"], CPU,
                             logger, truth_csv=truth_csv, compare_gt_boxes=True)  # fmt: skip
@@ -160,7 +171,7 @@ def accuracy_rows(data_root: Path, folders: dict[str, Path]) -> list[dict]:
         row["rmse_change"] = row["rmse"] - rows[0]["rmse"]
         row["rmse_gt_boxes_change"] = row["rmse_gt_boxes"] - rows[0]["rmse_gt_boxes"]
         for key, answers in (("result", coords), ("result_gt_boxes", coords_gt)):
-            difference = np.abs(answers[name] - answers[FP32])
+            difference = np.abs(answers[name] - answers[rows[0]["variant"]])
             row[f"{key}_max_abs_px"] = float(difference.max())
             row[f"{key}_mean_abs_px"] = float(difference.mean())
     return rows
@@ -186,14 +197,15 @@ def print_report(report: dict) -> None:
         print(f"accuracy: tiny models trained on {settings['train']} synthetic images at "
               f"{settings['width']}x{settings['height']}, chain on {first['images']} test "
               f"images; mean pose in the true boxes {first['mean_pose_rmse']:.2f} px")
-        print("chain: both stages by the variant (boxes from stage one); true boxes: stage two "
-              "alone on the truth's keypoint-extent boxes; d: change against fp32")
+        print("stage: where the variant runs (the other stage fp32); chain: boxes from stage one; "
+              "true boxes: stage two on the truth's keypoint-extent boxes; d: against fp32")
         columns = f"{'RMSE':>7s} {'dRMSE':>7s} {'mean|d|':>7s} {'max|d|':>7s}"
-        header = (f"{'':18s} {'':7s} | {'chain':^31s} | {'true boxes':^31s} |\n"
-                  f"{'variant':18s} {'box IoU':>7s} | {columns} | {columns} | {'chain s':>7s}")
+        header = (f"{'':30s} {'':7s} | {'chain':^31s} | {'true boxes':^31s} |\n"
+                  f"{'variant | stage':30s} {'box IoU':>7s} | {columns} | {columns} | "
+                  f"{'chain s':>7s}")
         print(header + "\n" + "-" * len(header.splitlines()[-1]))
         for row in report["accuracy"]:
-            cells = [f"{row['variant']:18s} {row['box_iou']:7.3f}"]
+            cells = [f"{row['variant']:30s} {row['box_iou']:7.3f}"]
             for key, rmse in (("result", "rmse"), ("result_gt_boxes", "rmse_gt_boxes")):
                 cells.append(f"{row[rmse]:7.3f} {row[rmse + '_change']:+7.3f} "
                              f"{row[key + '_mean_abs_px']:7.3f} {row[key + '_max_abs_px']:7.2f}")

@@ -1,13 +1,23 @@
-"""Box files (``test_annotation.pkl``): pickled lists of dicts with ``filename``, ``bbox``
-[x, y, w, h], ``width``, ``height`` and ``area`` (REFERENCE.md section 1), read through an
-unpickler that refuses any global but plain containers and numpy arrays, then checked field by
-field."""
+"""Box files, read and checked in one place.
+
+``test_annotation.pkl``: pickled lists of dicts with ``filename``, ``bbox`` [x, y, w, h],
+``width``, ``height`` and ``area`` (REFERENCE.md section 1), read through an unpickler that
+refuses any global but plain containers and numpy arrays, then checked field by field.
+
+JSON box lists (``read_box_list``): one reader for every JSON form a user or a tool writes,
+a list of ``{file_name | frame | image_id, bbox [x, y, w, h], score?, category_id?}``: this
+project's ``keypoints.json``, hand-written boxes and COCO detection results
+(``TEST.COCO_BBOX_FILE``, ``[{image_id, category_id, bbox, score}]``). Every box must be four
+finite numbers of positive size, ids whole numbers, scores finite numbers.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +183,100 @@ def write_box_annotations(path: str | Path, records: Iterable[Mapping[str, Any]]
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             pickle.dump(plain, handle, protocol=4)
+
+
+# --------------------------------------------------------------------------- JSON box lists
+
+BOX_KEYS = ("file_name", "frame", "image_id")  # what a JSON box names its picture by
+
+
+@dataclass(frozen=True)
+class GivenBox:
+    """One box of a JSON box list: the picture it belongs to (a file name, or a frame or image
+    id), [x, y, w, h] in that picture's pixels, its score and category (None: not given)."""
+
+    key: str | int
+    box: tuple[float, float, float, float]
+    score: float
+    category_id: int | None
+
+
+@dataclass
+class BoxList:
+    """A JSON box list: what its boxes are keyed by (one of ``BOX_KEYS``) and the boxes."""
+
+    source: str
+    key_kind: str
+    boxes: list[GivenBox]
+
+
+def _whole_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_json_text(path: Path, what: str) -> Any:
+    """Parse a JSON file; missing, unreadable, non-UTF-8, malformed or absurdly nested files
+    are one ``DataFormatError`` naming ``what`` the file was given as."""
+    if not path.is_file():
+        raise DataFormatError(f"{what} not found: {path}; check the path")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise DataFormatError(f"{what} {path}: cannot read as JSON: {error}") from None
+    except RecursionError:
+        raise DataFormatError(f"{what} {path}: JSON nested too deeply to be a box list") from None
+
+
+def _box_entry(entry: Any, where: str) -> tuple[str, GivenBox]:
+    if not isinstance(entry, Mapping):
+        raise DataFormatError(f"{where}: expected an object {{file_name | frame | image_id, "
+                              f"bbox [x, y, w, h], score}}, got {type(entry).__name__}")
+    kinds = [key for key in BOX_KEYS if key in entry]
+    if len(kinds) != 1:
+        found = f"both {' and '.join(kinds)}" if kinds else f"fields {sorted(entry)[:8]}"
+        raise DataFormatError(f"{where}: needs exactly one of {', '.join(BOX_KEYS)} to name "
+                              f"its picture, found {found}")
+    kind = kinds[0]
+    key = entry[kind]
+    if kind == "file_name":
+        if not isinstance(key, str) or not key:
+            raise DataFormatError(f"{where}: 'file_name' must be a non-empty string, got "
+                                  f"{key!r}")
+    elif not _whole_number(key) or key < 0:
+        raise DataFormatError(f"{where}: '{kind}' must be a whole number >= 0, got {key!r}")
+    box = entry.get("bbox")
+    if not isinstance(box, list) or len(box) != 4 or not all(map(_finite_number, box)):
+        raise DataFormatError(f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h], got "
+                              f"{box!r}")
+    if box[2] <= 0 or box[3] <= 0:
+        raise DataFormatError(f"{where}: 'bbox' {box} has zero or negative width or height; "
+                              "boxes are [x, y, width, height] with positive sizes")
+    score = entry.get("score", 1.0)
+    if not _finite_number(score):
+        raise DataFormatError(f"{where}: 'score' must be a finite number, got {score!r}")
+    category = entry.get("category_id")
+    if category is not None and not _whole_number(category):
+        raise DataFormatError(f"{where}: 'category_id' must be a whole number, got "
+                              f"{category!r}")
+    return kind, GivenBox(key, tuple(float(v) for v in box), float(score), category)
+
+
+def read_box_list(path: str | Path, what: str = "box file") -> BoxList:
+    """Read and check a JSON box list (see the module docstring); one error names the file,
+    the entry and the field."""
+    path = Path(path)
+    entries = read_json_text(path, what)
+    if not isinstance(entries, list):
+        raise DataFormatError(f"{what} {path}: expected a JSON list of boxes {{file_name | "
+                              f"frame | image_id, bbox [x, y, w, h], score}}, got a JSON "
+                              f"{type(entries).__name__}")
+    boxes, kinds = [], set()
+    for index, entry in enumerate(entries):
+        kind, box = _box_entry(entry, f"{what} {path}: entry {index}")
+        kinds.add(kind)
+        if len(kinds) > 1:
+            raise DataFormatError(f"{what} {path}: entry {index} names its picture by '{kind}' "
+                                  f"and earlier ones by '{next(iter(kinds - {kind}))}': use one "
+                                  "kind of key in a file")
+        boxes.append(box)
+    return BoxList(str(path), kinds.pop() if kinds else "file_name", boxes)

@@ -45,11 +45,11 @@ def _numpy_globals() -> list:
 def _load_error_reason(err: Exception) -> str:
     """The informative part of torch.load's message, without its advice to unpickle freely."""
     text = str(err)
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        text = text.split(marker, 1)[1]
-        text = text.split("Check the documentation", 1)[0]
-        text = text.split(" Please use `torch.serialization", 1)[0]
+    for marker in ("WeightsUnpickler error:", "trusted source."):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+            text = text.split("Check the documentation", 1)[0]
+            text = text.split(" Please use `torch.serialization", 1)[0]
     return " ".join(text.split())[:300]
 
 

@@ -10,7 +10,6 @@ annotation (or image) id and the field.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +18,22 @@ from typing import Any
 import numpy as np
 
 from common.boxes import clean_box
+from common.coco_validate import (
+    CocoFormatError,
+    fail,
+    is_id,
+    is_number,
+    read_json_file,
+    shown,
+    validate_coco,
+)
 from common.io import atomic_path
-from common.keypoints import BUILTIN_SETS, KeypointSet, load_keypoint_set, parse_keypoint_set
-from common.motion_data import DataFormatError
+from common.keypoints import KeypointSet, builtin_set_for_names, parse_keypoint_set
 
 
-class CocoFormatError(DataFormatError):
-    """A COCO file does not have the expected layout or values."""
+def read_coco_json(path: str | Path) -> dict:
+    """Parse a COCO file (no validation); a missing or broken file is a clear error."""
+    return read_json_file(path, "COCO file", dict, "a JSON object with images/annotations")
 
 
 @dataclass(frozen=True)
@@ -41,101 +49,7 @@ class PersonRecord:
     box: np.ndarray
     keypoints: np.ndarray
     visibility: np.ndarray
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _fail(source: str, where: str, field: str, what: str) -> CocoFormatError:
-    return CocoFormatError(f"{source}: {where}, field '{field}': {what}")
-
-
-def read_json_file(path: str | Path, what: str, kind: type, expected: str) -> Any:
-    """A JSON file whose top level is ``kind``; a missing, unreadable or other-shaped file is
-    one clear error naming ``what`` it should be and what was ``expected``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CocoFormatError(f"{what} not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise CocoFormatError(f"{path}: cannot read as JSON: {error}") from error
-    if not isinstance(data, kind):
-        raise CocoFormatError(f"{path}: expected {expected}")
-    return data
-
-
-def read_coco_json(path: str | Path) -> dict:
-    """Parse a COCO file (no validation); a missing or broken file is a clear error."""
-    return read_json_file(path, "COCO file", dict, "a JSON object with images/annotations")
-
-
-def _check_list(data: Mapping, key: str, source: str) -> list:
-    items = data.get(key)
-    if not isinstance(items, list):
-        raise CocoFormatError(f"{source}: field '{key}': expected a list")
-    for item in items:
-        if not isinstance(item, dict):
-            raise CocoFormatError(f"{source}: field '{key}': every entry must be an object")
-    return items
-
-
-def validate_coco(data: Mapping, source: str) -> None:
-    """Check the person-keypoints layout; errors name ``source``, the entry id and the field."""
-    images = _check_list(data, "images", source)
-    annotations = _check_list(data, "annotations", source)
-    categories = _check_list(data, "categories", source)
-    image_ids = set()
-    for image in images:
-        where = f"image id {image.get('id')!r}"
-        if not isinstance(image.get("id"), int) or image["id"] in image_ids:
-            raise _fail(source, where, "id", "expected a unique integer")
-        image_ids.add(image["id"])
-        if not isinstance(image.get("file_name"), str) or not image["file_name"]:
-            raise _fail(source, where, "file_name", "expected a file name")
-        for key in ("width", "height"):
-            if not isinstance(image.get(key), int) or image[key] <= 0:
-                got = image.get(key)
-                raise _fail(source, where, key, f"expected a positive integer, got {got!r}")
-    joints = {}
-    for category in categories:
-        where = f"category id {category.get('id')!r}"
-        names = category.get("keypoints")
-        if not isinstance(names, list) or not names:
-            raise _fail(source, where, "keypoints", "expected the list of keypoint names")
-        joints[category.get("id")] = len(names)
-    for annotation in annotations:
-        _validate_annotation(annotation, image_ids, joints, source)
-
-
-def _validate_annotation(annotation: Mapping, image_ids: set, joints: dict, source: str) -> None:
-    where = f"annotation id {annotation.get('id')!r}"
-    if not isinstance(annotation.get("id"), int):
-        raise _fail(source, where, "id", "expected an integer")
-    if annotation.get("image_id") not in image_ids:
-        raise _fail(source, where, "image_id", f"no image has id {annotation.get('image_id')!r}")
-    if annotation.get("category_id") not in joints:
-        raise _fail(source, where, "category_id", f"no category {annotation.get('category_id')!r}")
-    count = joints[annotation["category_id"]]
-    keypoints = annotation.get("keypoints")
-    if not isinstance(keypoints, list) or len(keypoints) != 3 * count:
-        got = len(keypoints) if isinstance(keypoints, list) else type(keypoints).__name__
-        raise _fail(source, where, "keypoints", f"expected {3 * count} numbers "
-                    f"([x, y, v] for each of {count} keypoints), got {got}")
-    if not all(_number(value) for value in keypoints):
-        raise _fail(source, where, "keypoints", "every value must be a finite number")
-    if any(v not in (0, 1, 2) for v in keypoints[2::3]):
-        raise _fail(source, where, "keypoints", "every visibility v must be 0, 1 or 2")
-    box = annotation.get("bbox")
-    if not isinstance(box, list) or len(box) != 4 or not all(_number(value) for value in box):
-        raise _fail(source, where, "bbox", f"expected [x, y, w, h] numbers, got {box!r}")
-    labelled = sum(1 for v in keypoints[2::3] if v > 0)
-    if "num_keypoints" in annotation and annotation["num_keypoints"] != labelled:
-        raise _fail(source, where, "num_keypoints", f"is {annotation['num_keypoints']!r} but "
-                    f"{labelled} keypoints have v > 0")
-    if annotation.get("iscrowd", 0) not in (0, 1):
-        raise _fail(source, where, "iscrowd", "expected 0 or 1")
+    area: float
 
 
 def coco_keypoint_set(data: Mapping, source: str, expected: KeypointSet | None = None,
@@ -158,9 +72,9 @@ def coco_keypoint_set(data: Mapping, source: str, expected: KeypointSet | None =
                 "matches the file (DATASET.KEYPOINTS)"
             )
         return expected
-    for builtin in BUILTIN_SETS:
-        if load_keypoint_set(builtin).names == tuple(names):
-            return load_keypoint_set(builtin)
+    builtin = builtin_set_for_names(names)
+    if builtin is not None:
+        return builtin
     skeleton = []
     for pair in category.get("skeleton") or []:
         if (not isinstance(pair, list) or len(pair) != 2
@@ -192,6 +106,7 @@ def person_records(data: Mapping, training: bool = True) -> list[PersonRecord]:
             height=image["height"], annotation_id=annotation["id"],
             box=box, keypoints=triples[:, :2].copy(),
             visibility=triples[:, 2].astype(np.int64),
+            area=float(annotation.get("area", annotation["bbox"][2] * annotation["bbox"][3])),
         ))
     return records
 
@@ -254,19 +169,24 @@ def read_keypoint_results(path: str | Path, truth: Mapping, joints: int) -> list
     ``{image_id, category_id, keypoints (3 * joints numbers), score}``, every image known."""
     results = read_json_file(path, "results file", list, "a list of keypoint results")
     image_ids = {image["id"] for image in truth["images"]}
+    category_id = truth["categories"][0]["id"]
     for index, result in enumerate(results):
         where = f"result {index}"
         if not isinstance(result, dict):
             raise CocoFormatError(f"{path}: {where}: expected an object")
-        if result.get("image_id") not in image_ids:
-            raise _fail(str(path), where, "image_id",
-                        f"no image of the truth has id {result.get('image_id')!r}")
+        if not is_id(result.get("image_id")) or result["image_id"] not in image_ids:
+            raise fail(str(path), where, "image_id",
+                       f"no image of the truth has id {result.get('image_id')!r} (an integer)")
+        if result.setdefault("category_id", category_id) != category_id or not is_id(
+                result["category_id"]):
+            raise fail(str(path), where, "category_id", f"expected the truth's keypoint "
+                       f"category {category_id} (an integer), got {result['category_id']!r}")
         values = result.get("keypoints")
         if (not isinstance(values, list) or len(values) != 3 * joints
-                or not all(_number(value) for value in values)):
-            raise _fail(str(path), where, "keypoints",
-                        f"expected {3 * joints} finite numbers ([x, y, score] per keypoint)")
-        if not _number(result.get("score")):
-            raise _fail(str(path), where, "score", "expected a finite number")
-        result.setdefault("category_id", truth["categories"][0]["id"])
+                or not all(is_number(value) for value in values)):
+            raise fail(str(path), where, "keypoints",
+                       f"expected {3 * joints} finite numbers ([x, y, score] per keypoint)")
+        if not is_number(result.get("score")):
+            raise fail(str(path), where, "score",
+                       f"expected a finite number, got {shown(result.get('score'))}")
     return results

@@ -11,7 +11,12 @@ import numpy as np
 from common.boxes import keypoint_extent_boxes
 from common.coco import CocoFormatError, coco_category, keypoint_annotation, validate_coco
 from common.io import ImageReadError, check_images
-from common.keypoints import BUILTIN_SETS, KeypointSet, load_keypoint_set, parse_keypoint_set
+from common.keypoints import (
+    KeypointSet,
+    builtin_set_for_names,
+    load_keypoint_set,
+    parse_keypoint_set,
+)
 from common.motion_data import keypoints_array, read_keypoint_csv
 
 
@@ -24,9 +29,9 @@ def keypoint_set_for_names(names: Sequence[str], spec: str | Path | None = None)
             raise CocoFormatError(f"keypoint set '{kp_set.name}' has keypoints "
                                   f"{list(kp_set.names)}, the CSV {list(names)}")
         return kp_set
-    for name in BUILTIN_SETS:
-        if load_keypoint_set(name).names == tuple(names):
-            return load_keypoint_set(name)
+    builtin = builtin_set_for_names(names)
+    if builtin is not None:
+        return builtin
     return parse_keypoint_set({"names": list(names), "sigmas": [0.025] * len(names)},
                               "CSV header", "custom")
 
@@ -55,8 +60,9 @@ def csv_to_coco(csv_path: str | Path, image_dir: str | Path, names: Sequence[str
 
 def coco_to_table(data: dict, source: str) -> tuple[list[str], list[str], np.ndarray]:
     """Keypoint names, image names and keypoints (N, J, 2) of a COCO set with one person per
-    image, in image order. An image with no person or several is an error: the competition
-    layout has exactly one person per row."""
+    image, in image order. An image with no person or several, or an unlabelled (v = 0)
+    keypoint, is an error: the competition layout has exactly one person per row and every
+    keypoint as a real point."""
     validate_coco(data, source)
     category = data["categories"][0]
     people: dict[int, list[dict]] = {}
@@ -71,7 +77,17 @@ def coco_to_table(data: dict, source: str) -> tuple[list[str], list[str], np.nda
                 "annotated people; a keypoint CSV holds exactly one person per image (split "
                 "the file, or train on it as DATASET.FORMAT coco)"
             )
+        triples = np.asarray(found[0]["keypoints"], dtype=np.float64).reshape(-1, 3)
+        unlabelled = np.flatnonzero(triples[:, 2] == 0)
+        if unlabelled.size:
+            raise CocoFormatError(
+                f"{source}: annotation id {found[0]['id']} ({image['file_name']}), field "
+                f"'keypoints': {unlabelled.size} keypoints are unlabelled (v = 0), e.g. "
+                f"{category['keypoints'][unlabelled[0]]!r}; a keypoint CSV has no visibility and "
+                "would hold them as real points: label them, or train on the file as "
+                "DATASET.FORMAT coco"
+            )
         names.append(image["file_name"])
-        rows.append(np.asarray(found[0]["keypoints"], dtype=np.float64).reshape(-1, 3)[:, :2])
+        rows.append(triples[:, :2])
     joints = len(category["keypoints"])
     return list(category["keypoints"]), names, np.array(rows).reshape(len(rows), joints, 2)

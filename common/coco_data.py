@@ -18,19 +18,19 @@ from pathlib import Path
 import numpy as np
 from yacs.config import CfgNode
 
-from common.box_files import read_box_annotations
+from common.box_files import read_box_annotations, read_box_list
 from common.boxes import clean_box
 from common.coco import (
     CocoFormatError,
-    load_coco_keypoints,
+    coco_keypoint_set,
     person_records,
     read_coco_json,
-    read_json_file,
     validate_coco,
 )
 from common.io import ImageReadError, check_images
 from common.keypoint_config import config_keypoint_set
 from common.keypoint_table import KeypointTable, dataset_root
+from common.motion_data import first_items
 
 
 def coco_file(cfg: CfgNode, key: str) -> Path:
@@ -51,13 +51,50 @@ def split_file(cfg: CfgNode) -> tuple[str, Path]:
     return split, coco_file(cfg, "VAL_JSON" if split == "val" else "TEST_JSON")
 
 
+def check_coco_images(path: Path, images: list[dict], image_dir: Path, what: str,
+                      skip_bad: bool = False) -> list[str]:
+    """Every image of ``images`` readable under ``image_dir``, its header's size the declared
+    ``width`` x ``height`` (keypoints and boxes are in those pixels). Missing or unreadable
+    images are refused, or with ``skip_bad`` returned by name; a size mismatch is always
+    refused."""
+    _, bad = check_images([image_dir / image["file_name"] for image in images])
+    if bad and not skip_bad:
+        more = "; fix them or set DATASET.SKIP_BAD_IMAGES True" if what == "training" else ""
+        raise ImageReadError(f"{path}: {len(bad)} {what} images are missing or unreadable: "
+                             f"{bad[0][1]}{more}")  # fmt: skip
+    skipped = {index for index, _ in bad}
+    kept = [image for index, image in enumerate(images) if index not in skipped]
+    sizes, _ = check_images([image_dir / image["file_name"] for image in kept])
+    for image, (width, height) in zip(kept, sizes.tolist(), strict=True):
+        if (width, height) != (image["width"], image["height"]):
+            raise CocoFormatError(
+                f"{path}: image id {image['id']} ({image['file_name']}), fields 'width'/'height': "
+                f"declared {image['width']}x{image['height']} but the image file is "
+                f"{width}x{height}; its keypoints and boxes would be in other pixels: fix the "
+                "entry or the image"
+            )
+    return [images[index]["file_name"] for index, _ in bad]
+
+
+def _split_groups(data: dict) -> tuple[dict[int, str], str]:
+    """Each image's split group: its ``subject`` when the file gives one, else the image."""
+    if data["images"] and all("subject" in image for image in data["images"]):
+        return ({image["id"]: f"subject {image['subject']}" for image in data["images"]},
+                "the file's subject field")  # fmt: skip
+    return {image["id"]: image["file_name"] for image in data["images"]}, "image"
+
+
 def coco_training_table(cfg: CfgNode, logger: logging.Logger) -> KeypointTable:
     """One row per person of ``TRAIN_JSON`` (stage two), or per single-person image (stage
-    one), with images checked before training (``DATASET.SKIP_BAD_IMAGES`` as for CSVs)."""
+    one), with images checked before training (``DATASET.SKIP_BAD_IMAGES`` as for CSVs).
+    Splits and folds are grouped by the file's ``subject`` field, or else by image."""
     path = coco_file(cfg, "TRAIN_JSON")
-    _, records = load_coco_keypoints(path, config_keypoint_set(cfg), training=True)
+    data = read_coco_json(path)
+    validate_coco(data, str(path))
+    coco_keypoint_set(data, str(path), config_keypoint_set(cfg))
+    records = person_records(data, training=True)
     if cfg.TASK == "bbox":
-        people = Counter(r.image_id for r in person_records(read_coco_json(path), False))
+        people = Counter(r.image_id for r in person_records(data, False))
         several = sorted(image for image, count in people.items() if count > 1)
         records = [r for r in records if people[r.image_id] == 1]
         if several:
@@ -67,15 +104,14 @@ def coco_training_table(cfg: CfgNode, logger: logging.Logger) -> KeypointTable:
     if not records:
         raise CocoFormatError(f"{path}: no person to train on (none with labelled keypoints)")
     image_dir = dataset_root(cfg) / cfg.DATASET.TRAIN_IMAGE_DIR
-    unique = sorted({r.file_name for r in records})
-    _, bad = check_images([image_dir / name for name in unique])
-    skipped = [unique[index] for index, _ in bad]
-    if bad and not cfg.DATASET.SKIP_BAD_IMAGES:
-        raise ImageReadError(f"{path}: {len(bad)} training images are missing or unreadable: "
-                             f"{bad[0][1]}; fix them or set DATASET.SKIP_BAD_IMAGES True")
-    if bad:
-        logger.warning("DATASET.SKIP_BAD_IMAGES: leaving out %d images: %s", len(bad), skipped)
+    used = {r.image_id for r in records}
+    images = [image for image in data["images"] if image["id"] in used]
+    skipped = check_coco_images(path, images, image_dir, "training", cfg.DATASET.SKIP_BAD_IMAGES)
+    if skipped:
+        logger.warning("DATASET.SKIP_BAD_IMAGES: leaving out %d images: %s", len(skipped),
+                       skipped)  # fmt: skip
         records = [r for r in records if r.file_name not in set(skipped)]
+    groups, grouped_by = _split_groups(data)
     return KeypointTable(
         names=[r.file_name for r in records],
         paths=[image_dir / r.file_name for r in records],
@@ -83,22 +119,25 @@ def coco_training_table(cfg: CfgNode, logger: logging.Logger) -> KeypointTable:
         skipped=skipped,
         boxes=np.array([r.box for r in records]),
         visibility=np.array([r.visibility for r in records]),
-        groups=[r.file_name for r in records],
+        groups=[groups[r.image_id] for r in records],
+        grouped_by=grouped_by,
+        areas=np.array([r.area for r in records], dtype=np.float64),
     )
+
+
+def _test_file(cfg: CfgNode) -> tuple[Path, dict]:
+    """The validated test file (``DATASET.TEST_SET``) with its images checked."""
+    _, path = split_file(cfg)
+    data = read_coco_json(path)
+    validate_coco(data, str(path))
+    check_coco_images(path, data["images"], dataset_root(cfg) / cfg.DATASET.TEST_IMAGE_DIR,
+                      "test")  # fmt: skip
+    return path, data
 
 
 def coco_test_image_names(cfg: CfgNode) -> list[str]:
     """The images of the test file, in its order, each checked to be readable."""
-    _, path = split_file(cfg)
-    data = read_coco_json(path)
-    validate_coco(data, str(path))
-    names = [image["file_name"] for image in data["images"]]
-    image_dir = dataset_root(cfg) / cfg.DATASET.TEST_IMAGE_DIR
-    _, bad = check_images([image_dir / name for name in names])
-    if bad:
-        raise ImageReadError(f"{path}: {len(bad)} test images are missing or unreadable: "
-                             f"{bad[0][1]}")
-    return names
+    return [image["file_name"] for image in _test_file(cfg)[1]["images"]]
 
 
 @dataclass
@@ -113,31 +152,37 @@ class PeopleToPredict:
 
 
 def _detections(cfg: CfgNode, images: dict[int, dict], category_id: int) -> list[tuple]:
+    """The detections of the test file's category scoring at least ``TEST.IMAGE_THRE``,
+    cleaned the official way; the file is read and checked by ``common.box_files``."""
     path = dataset_root(cfg) / cfg.TEST.COCO_BBOX_FILE
-    entries = read_json_file(path, "TEST.COCO_BBOX_FILE: detection results", list,
-                             "a list of {image_id, category_id, bbox, score}")  # fmt: skip
+    detections = read_box_list(path, "TEST.COCO_BBOX_FILE: detection results")
+    if detections.boxes and detections.key_kind != "image_id":
+        raise CocoFormatError(f"{path}: detections must name their image by 'image_id' (COCO "
+                              f"detection results), not '{detections.key_kind}'")
+    unknown = [d.key for d in detections.boxes if d.key not in images]
+    if unknown:
+        raise CocoFormatError(f"{path}: {len(unknown)} detections name image ids that are not in "
+                              f"the test file: {first_items(unknown)}")
+    categories = {d.category_id for d in detections.boxes}
+    if detections.boxes and category_id not in categories and None not in categories:
+        raise CocoFormatError(f"{path}: no detection has the test file's category_id "
+                              f"{category_id} (found {first_items(sorted(categories))})")
     people = []
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict) or entry.get("image_id") not in images:
-            raise CocoFormatError(f"{path}: detection {index}: image_id not in the test file")
-        box, score = entry.get("bbox"), entry.get("score")
-        if not (isinstance(box, list) and len(box) == 4 and isinstance(score, (int, float))):
-            raise CocoFormatError(f"{path}: detection {index}: expected bbox [x, y, w, h] and "
-                                  "a score")
-        if entry.get("category_id", category_id) != category_id or score < cfg.TEST.IMAGE_THRE:
+    for detection in detections.boxes:
+        if detection.category_id not in (None, category_id):
             continue
-        image = images[entry["image_id"]]
-        cleaned = clean_box(box, image["width"], image["height"])
+        if detection.score < cfg.TEST.IMAGE_THRE:
+            continue
+        image = images[detection.key]
+        cleaned = clean_box(detection.box, image["width"], image["height"])
         if cleaned is not None:
-            people.append((entry["image_id"], cleaned, float(score)))
+            people.append((detection.key, cleaned, detection.score))
     return people
 
 
 def coco_test_people(cfg: CfgNode, logger: logging.Logger) -> PeopleToPredict:
     """Boxes to predict on: detections above ``TEST.IMAGE_THRE``, ground truth, or stage one."""
-    _, path = split_file(cfg)
-    data = read_coco_json(path)
-    validate_coco(data, str(path))
+    path, data = _test_file(cfg)
     images = {image["id"]: image for image in data["images"]}
     category_id = data["categories"][0]["id"]
     if cfg.TEST.COCO_BBOX_FILE:

@@ -62,6 +62,29 @@ def oks_ap(truth: Mapping, results: list[dict], sigmas: Sequence[float]) -> dict
     return {name: float(value) for name, value in zip(AP_NAMES, evaluation.stats, strict=True)}
 
 
+def people_oks_ap(pred: np.ndarray, truth: np.ndarray, visibility: np.ndarray,
+                  boxes: np.ndarray, areas: np.ndarray, image_names: Sequence[str],
+                  sigmas: Sequence[float]) -> float:
+    """COCOeval's OKS AP of one prediction (J, 2) per known person (validation on true boxes):
+    ``truth`` (N, J, 2), COCO ``visibility`` (N, J), ``boxes`` (N, 4) [x, y, w, h], ``areas``
+    (N,) the OKS scale, people of one image sharing its name. Every prediction scores 1."""
+    ids = {name: index + 1 for index, name in enumerate(dict.fromkeys(image_names))}
+    annotations, results = [], []
+    for index, name in enumerate(image_names):
+        triples = np.concatenate([truth[index], visibility[index][:, None]], axis=1)
+        annotations.append({"id": index + 1, "image_id": ids[name], "category_id": 1,
+                            "keypoints": triples.ravel().tolist(), "iscrowd": 0,
+                            "num_keypoints": int((visibility[index] > 0).sum()),
+                            "bbox": [float(v) for v in boxes[index]],
+                            "area": float(areas[index])})  # fmt: skip
+        flat = np.concatenate([pred[index], np.ones((len(pred[index]), 1))], axis=1)
+        results.append({"image_id": ids[name], "category_id": 1, "score": 1.0,
+                        "keypoints": flat.ravel().tolist()})  # fmt: skip
+    truth_set = {"images": [{"id": i} for i in ids.values()], "annotations": annotations,
+                 "categories": [{"id": 1, "keypoints": [str(j) for j in range(len(sigmas))]}]}
+    return oks_ap(truth_set, results, sigmas)["AP"]
+
+
 def pck_and_epe(pred: np.ndarray, truth: np.ndarray, box_sizes: np.ndarray,
                 visible: np.ndarray | None = None) -> dict:
     """PCK at ``PCK_THRESHOLDS`` of the box size (max of its width and height) and the mean
@@ -141,17 +164,39 @@ def score_coco_results(truth: Mapping, results: list[dict], sigmas: Sequence[flo
 
 def score_coco_files(pred_path: str | Path, truth_path: str | Path,
                      keypoints: str | Path | None = None) -> dict:
-    """Score a results file against a person-keypoints file; sigmas from ``keypoints`` (a
-    keypoint-set spec) or the file's category (see ``coco_keypoint_set``)."""
+    """Score a results file against a person-keypoints file. The sigmas come from
+    ``keypoints`` (a keypoint-set spec whose names must be the truth's), else from the built-in
+    set with the truth category's keypoint names; a truth that is neither is refused rather than
+    scored with guessed sigmas. ``sigmas_from`` in the answer says which."""
     from common.coco import coco_keypoint_set, read_coco_json, read_keypoint_results, validate_coco
-    from common.keypoints import load_keypoint_set
+    from common.coco_validate import CocoFormatError
+    from common.keypoints import builtin_set_for_names, load_keypoint_set
 
     truth = read_coco_json(truth_path)
     validate_coco(truth, str(truth_path))
-    expected = load_keypoint_set(keypoints) if keypoints else None
-    kp_set = coco_keypoint_set(truth, str(truth_path), expected)
+    if len(truth["categories"]) != 1:
+        raise CocoFormatError(f"{truth_path}: field 'categories': expected one keypoint "
+                              f"category, found {len(truth['categories'])}; score one category "
+                              "per truth file")  # fmt: skip
+    names = truth["categories"][0]["keypoints"]
+    if keypoints:
+        kp_set = coco_keypoint_set(truth, str(truth_path), load_keypoint_set(keypoints))
+        sigmas_from = f"--keypoints {keypoints}"
+    else:
+        kp_set = builtin_set_for_names(names)
+        if kp_set is None:
+            raise CocoFormatError(
+                f"{truth_path}: category {truth['categories'][0].get('name')!r} has keypoints "
+                f"{names}, which match no built-in keypoint set, so their OKS sigmas are "
+                "unknown: give --keypoints SET.yaml (names and sigmas in this order)")
+        sigmas_from = f"the built-in set {kp_set.name} (same keypoint names as the truth)"
+    if not any(not a.get("iscrowd", 0) and any(v > 0 for v in a["keypoints"][2::3])
+               for a in truth["annotations"]):
+        raise CocoFormatError(f"{truth_path}: no person with labelled keypoints (v > 0) to "
+                              "score against; give a truth file with annotations")  # fmt: skip
     results = read_keypoint_results(pred_path, truth, kp_set.num_joints)
     scores = score_coco_results(truth, results, kp_set.sigmas)
     scores["names"] = list(kp_set.names)
     scores["keypoint_set"] = kp_set.name
+    scores["sigmas_from"] = sigmas_from
     return scores

@@ -19,6 +19,7 @@ from yacs.config import CfgNode as CN
 
 from common.config_check import COMMAND_LINE, merge_file, merge_opts, warn_compat_keys
 from common.config_values import check_values
+from common.dataset_format import format_compat_keys, normalise_dataset_format
 
 _C = CN()
 
@@ -118,6 +119,11 @@ _C.DATASET.MAX_IMAGE_PIXELS = 100_000_000  # refuse images whose header declares
 # default: in the demo (tiny box config, one seed) it left stage one at a validation corner
 # error of 38.8 px against 26.4 px with whole decodes; stage two was unharmed.
 _C.DATASET.REDUCED_DECODE = False
+# Stage two's training images decoded once, before the loader's workers start, when all of
+# them fit this many megabytes (common/image_cache.py; 1024: about 170 1920x1080 images), and
+# read from their files otherwise (also with 0). The workers share the decodes; a cached set
+# is cropped from its whole decodes (REDUCED_DECODE does not apply to it).
+_C.DATASET.CACHE_DECODED_MB = 1024
 # Where a stage finds its files under ROOT. Image names in the CSVs may include subfolders
 # (the hand configs use the gesture frames, ``<folder>/<n>.png``).
 _C.DATASET.TRAIN_CSV = "train_df.csv"
@@ -180,19 +186,22 @@ _C.TEST.MODEL_FILE = ""
 # answers then depend on the batch size and order ('torch' backend only).
 _C.TEST.REFERENCE_BOXES = False
 _C.TEST.BN_BATCH_STATS = False
-# Inference backend: 'torch' (plain), 'fused' (BN folded into convs, channels-last) or
-# 'onnxruntime' (CPU); ONNX_FILE names an exported model to use instead of exporting anew.
-# 'onnxruntime-int8' (issue 16): the export quantised to int8 (models/quantize.py), calibrated
-# once on INT8_CALIBRATION_IMAGES training images (a draw seeded by RANDOMSEED, cropped as the
-# test path crops) and cached beside it; it needs the training set under DATASET.ROOT the first
-# time. Off by default: on tiny models trained on 120 synthetic images (benchmarks/precision.py)
-# it changed the chain's RMSE by +0.90 px (not under 0.5 px) and stage two's on true boxes by
-# +0.28 px; W48 forward 3.2-3.6x fp32 onnxruntime.
+# Inference backend: 'torch' (plain), 'fused' (BN folded into convs, channels-last),
+# 'onnxruntime' or 'openvino' (CPU, both on the ONNX export), or 'auto': the fastest of those
+# four on this machine, timed once and remembered beside the export (models/auto_backend.py).
+# ONNX_FILE names an exported model to use instead of exporting anew.
+# 'onnxruntime-int8' / 'openvino-int8': the export quantised to int8 (models/quantize.py),
+# calibrated once on INT8_CALIBRATION_IMAGES training images (a draw seeded by RANDOMSEED,
+# cropped as the test path crops) and cached beside it; it needs the training set under
+# DATASET.ROOT the first time. Off by default: on tiny models trained on 120 synthetic images
+# (benchmarks/precision.py) it changed the chain's RMSE by +0.90 px (not under 0.5 px) and stage
+# two's on true boxes by +0.28 px; W48 forward 3.2-3.6x fp32 onnxruntime.
 _C.TEST.BACKEND = "torch"
 _C.TEST.ONNX_FILE = ""
 _C.TEST.INT8_CALIBRATION_IMAGES = 32
-# bfloat16 autocast for the 'torch' and 'fused' forwards (outputs back in float32); refused with
-# the onnxruntime backends, since onnxruntime's CPU provider has no bfloat16 convolutions.
+# bfloat16 autocast for the 'torch' and 'fused' forwards (outputs back in float32), bfloat16
+# inference precision for 'openvino' (AMX tiles where the CPU has them), the fastest of those
+# three with 'auto'; refused with onnxruntime (no bfloat16 convolutions) and the int8 backends.
 # Off by default: the chain's RMSE changed by +0.73 px (not under 0.5 px), stage two's on true
 # boxes by +0.006 px (benchmarks/precision.py); W48 fused+bf16 forward 1.55-1.74x fp32 onnxruntime.
 _C.TEST.BF16 = False
@@ -358,14 +367,16 @@ def get_defaults() -> CN:
     return _C.clone()
 
 
-def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = None) -> CN:
+def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = None,
+                unread: dict[str, str] | None = None) -> CN:
     """Defaults, then the experiment file, then ``KEY VALUE`` overrides; frozen.
 
     An unknown key, a wrong type or a YAML syntax error is a ``ConfigError`` naming the key,
     the file (or the command line) and the closest valid key; a compatibility key set to
     another value than its default logs a warning with what to use instead. A value no stage
     can use (an unknown decoder, a scale of 0, one fold) is refused here too
-    (``common/config_values.py``), before any data or model.
+    (``common/config_values.py``), before any data or model. ``unread``: a tool reading only
+    part of a config (``tools/infer.py``) names the keys it ignores, warned about instead.
     """
     cfg = get_defaults()
     sources: dict[str, str] = {}
@@ -374,8 +385,9 @@ def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = Non
     if opts:
         merge_opts(cfg, list(opts), _C)
         sources.update(dict.fromkeys(list(opts)[0::2], COMMAND_LINE))
+    normalise_dataset_format(cfg)
     check_values(cfg, sources)
-    warn_compat_keys(cfg, _C, COMPAT_KEYS)
+    warn_compat_keys(cfg, _C, unread or format_compat_keys(cfg, COMPAT_KEYS))
     cfg.freeze()
     return cfg
 

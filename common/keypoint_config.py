@@ -12,6 +12,7 @@ from common.keypoints import (
     BUILTIN_SETS,
     KeypointSet,
     KeypointSetError,
+    builtin_set_for_names,
     check_num_joints,
     load_keypoint_set,
 )
@@ -45,13 +46,32 @@ def coco_annotation_file(cfg: CfgNode) -> Path | None:
     return None
 
 
+def _refuse_unknown_flip_pairs(cfg: CfgNode, path: Path, kp_set: KeypointSet) -> None:
+    """A COCO category that is no built-in set declares no left/right pairs: flipping images
+    with it would keep a left wrist labelled left on the right side. Refused while a flip is on,
+    rather than trained silently without pairs."""
+    flips = [key for key, on in (("DATASET.FLIP", cfg.DATASET.FLIP),
+                                 ("TEST.FLIP_TEST", cfg.TEST.FLIP_TEST)) if on]  # fmt: skip
+    if flips:
+        raise KeypointSetError(
+            f"DATASET.KEYPOINTS is empty and the category of {path} (keypoints "
+            f"{list(kp_set.names)}) is no built-in set, so its left/right flip pairs are unknown "
+            f"while {' and '.join(flips)} flip images: set DATASET.KEYPOINTS to a keypoint-set "
+            f"file with flip_pairs and sigmas (README, Bring your own data), or set "
+            f"{' '.join(f'{key} False' for key in flips)}"
+        )
+
+
 def config_keypoint_set(cfg: CfgNode) -> KeypointSet:
     """The keypoint set that a stage trains, flips, draws and scores with."""
     expected = load_keypoint_set(_spec_path(cfg)) if cfg.DATASET.KEYPOINTS else None
     if cfg.DATASET.FORMAT == "coco":
         path = coco_annotation_file(cfg)
         if path is not None:
+            declared = expected
             expected = _coco_file_set(str(path), path.stat().st_mtime, expected)
+            if declared is None and builtin_set_for_names(expected.names) is None:
+                _refuse_unknown_flip_pairs(cfg, path, expected)
     if expected is None:
         builtin = [load_keypoint_set(name) for name in BUILTIN_SETS]
         matching = [s for s in builtin if s.num_joints == cfg.MODEL.NUM_JOINTS]

@@ -17,8 +17,9 @@ from common.errors import MissingFileError
 class KeypointTable:
     """Images and their keypoints (N, J, 2) in original pixels. A COCO table has one row per
     person and also its ``boxes`` (N, 4), ``visibility`` (N, J) COCO v flags and split
-    ``groups`` (its image, so one image's people stay in one split); CSV tables leave them
-    None (boxes are the keypoint extents, every keypoint visible)."""
+    ``groups`` (its image or subject, so one image's people stay in one split), and
+    ``grouped_by`` says which, and ``areas`` (N,) the people's areas (the OKS scale); CSV tables
+    leave them None (boxes are the keypoint extents, every keypoint visible)."""
 
     names: list[str]
     paths: list[Path]
@@ -27,6 +28,8 @@ class KeypointTable:
     boxes: np.ndarray | None = None
     visibility: np.ndarray | None = None
     groups: list[str] | None = None
+    grouped_by: str | None = None
+    areas: np.ndarray | None = None
 
     def subset(self, indices: np.ndarray) -> KeypointTable:
         return KeypointTable(
@@ -37,6 +40,8 @@ class KeypointTable:
             None if self.boxes is None else self.boxes[indices],
             None if self.visibility is None else self.visibility[indices],
             None if self.groups is None else [self.groups[i] for i in indices],
+            self.grouped_by,
+            None if self.areas is None else self.areas[indices],
         )
 
 

@@ -15,6 +15,8 @@ and read with ``load_keypoint_set('motion24' | 'hand21' | 'coco17' | path)``.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -90,6 +92,13 @@ def _pairs(data: dict, names: tuple[str, ...], source: str, field: str) -> tuple
     return tuple(pairs)
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 def _numbers(
     data: dict, field: str, count: int, source: str, positive: bool
 ) -> tuple[float, ...] | None:
@@ -103,11 +112,12 @@ def _numbers(
             f"got {got}"
         )
     for index, value in enumerate(raw):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok or (value <= 0 if positive else value < 0) or value != value:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
+        if not ok or (value <= 0 if positive else value < 0):
             need = "> 0" if positive else ">= 0"
             raise KeypointSetError(
-                f"{source}: field '{field}': value {index} ({value!r}) must be a number {need}"
+                f"{source}: field '{field}': value {index} ({value!r}) must be a finite number "
+                f"{need}"
             )
     return tuple(float(value) for value in raw)
 
@@ -163,6 +173,14 @@ def load_keypoint_set(spec: str | Path) -> KeypointSet:
         return _builtin(str(spec))
     path = Path(spec)
     return parse_keypoint_set(_read(path), str(path), path.stem)
+
+
+def builtin_set_for_names(names: Sequence[str]) -> KeypointSet | None:
+    """The built-in set whose keypoint names are ``names`` in this order, if any."""
+    for spec in BUILTIN_SETS:
+        if _builtin(spec).names == tuple(names):
+            return _builtin(spec)
+    return None
 
 
 def check_num_joints(kp_set: KeypointSet, num_joints: int, key: str = "MODEL.NUM_JOINTS") -> None:

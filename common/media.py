@@ -10,13 +10,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.errors import UserError
 from common.io import ImageReadError, read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
-class MediaError(ValueError):
+class MediaError(UserError, ValueError):
     """The input is not an image, a folder of images or a video."""
 
 
@@ -69,13 +70,24 @@ def open_media(path: str | Path) -> Media:
     return Media("video", path, [], frames, fps)
 
 
-def iterate_chunks(media: Media, size: int) -> Iterator[list[tuple[str, np.ndarray]]]:
+def iterate_chunks(media: Media, size: int, unreadable: list[str] | None = None
+                   ) -> Iterator[list[tuple[str, np.ndarray]]]:
     """Lists of up to ``size`` (name, BGR image) items: file names relative to the folder, or
-    ``frame_<n>`` (from 0) for a video, decoded as they are needed."""
+    ``frame_<n>`` (from 0) for a video, decoded as they are needed. With ``unreadable``, an
+    image that cannot be read is left out and its error (naming it) added to it (the others go
+    on); without, it raises ``ImageReadError``."""
     if media.kind != "video":
         for start in range(0, len(media.files), size):
-            part = media.files[start:start + size]
-            yield [(p.name, read_image(p)) for p in part]
+            chunk = []
+            for path in media.files[start:start + size]:
+                try:
+                    chunk.append((path.name, read_image(path)))
+                except ImageReadError as error:
+                    if unreadable is None:
+                        raise
+                    unreadable.append(str(error))
+            if chunk:
+                yield chunk
         return
     capture = cv2.VideoCapture(str(media.path))
     try:

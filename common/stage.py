@@ -29,7 +29,7 @@ from common.io import atomic_write_text
 from common.keypoint_table import KeypointTable
 from common.loaders import make_loader
 from common.splits import make_splits
-from common.stage_data import load_training_table, split_groups
+from common.stage_data import load_training_table, table_groups
 from common.state_dict import load_state_dict_strict
 from common.trainer import Stage, fit
 from common.visualize import write_training_samples
@@ -109,10 +109,10 @@ def train_on_table(
     best model scored by ``evaluate`` on the held-out test split."""
     logger, output_dir = run.logger, run.output_dir
     table = load_training_table(cfg, logger)
-    groups = table.groups or (split_groups(table.names) if cfg.DATASET.GROUP_SPLIT else None)
+    groups, grouped_by = table_groups(table, cfg.DATASET.GROUP_SPLIT)
     splits = make_splits(len(table.names), run.test_option, cfg.TEST_RATIO, cfg.RANDOMSEED, groups)
     logger.info("split: %s%s", {k: len(v) for k, v in splits.items()},
-                " (grouped by subject)" if groups else "")  # fmt: skip
+                f" (grouped by {grouped_by})" if groups else "")  # fmt: skip
     if run.main_process:
         atomic_write_text(
             output_dir / "splits.json",

@@ -250,3 +250,14 @@ def split_groups(image_names: list[str]) -> list[str]:
         else:
             groups.append(parse_motion_filename(name).subject)
     return groups
+
+
+def table_groups(table: KeypointTable, by_subject: bool = True) -> tuple[list[str] | None, str]:
+    """The groups that splits and folds keep together, and what they are: a COCO table's own
+    (image or the file's subject field), else with ``by_subject`` the competition subject of
+    each file name (``split_groups``), else none."""
+    if table.groups is not None:
+        return table.groups, table.grouped_by or "image"
+    if by_subject:
+        return split_groups(table.names), "subject (from the file names)"
+    return None, "nothing"

@@ -1,6 +1,8 @@
 """Reading a checkpoint's state dict and loading it exactly: testing must use exactly the
 trained weights, so ``load_state_dict_strict`` refuses any difference and says which config key
-to check. (Loading what fits of a pretrained file is ``models.weights.load_pretrained``.)"""
+to check. (Loading what fits of a pretrained file is ``models.weights.load_pretrained``.)
+MMPose checkpoints load into a pose HRNet through the key map of ``common/key_maps.py``, and
+``.safetensors`` files are read as well as torch files."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import torch
 from torch import nn
 
 from common.checkpoint import CheckpointError, first_non_finite, load_safely
+from common.errors import MissingFileError
+from common.key_maps import CLASSIFICATION, is_pose_hrnet, to_pose_layout
 
 # Wrappers around a state dict, in the order they are tried (official checkpoint.pth,
 # then other trainers' dicts).
@@ -71,15 +75,39 @@ def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
             "training run); use an earlier checkpoint or train again")
 
 
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise MissingFileError(f"checkpoint not found: {path}; check the path or train first")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: not a readable safetensors file "
+                              f"({error})") from None
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A checkpoint file's parameters as a plain ``{name: tensor}`` dict on the CPU.
 
-    Only tensors and plain containers are unpickled (``common.checkpoint.load_safely``);
-    weights with NaN or inf are refused.
+    Only tensors and plain containers are unpickled (``common.checkpoint.load_safely``), or
+    the file is a ``.safetensors`` file; weights with NaN or inf are refused.
     """
-    state = _as_state_dict(load_safely(path), str(Path(path)))
+    path = Path(path)
+    raw = _load_safetensors(path) if path.suffix == ".safetensors" else load_safely(path)
+    state = _as_state_dict(raw, str(path))
     check_finite(state, str(path))
     return state
+
+
+def in_model_layout(state: dict[str, torch.Tensor], model_keys: Sequence[str],
+                    source: str) -> tuple[dict[str, torch.Tensor], str | None]:
+    """``state`` renamed to a pose HRNet's keys when the model is one (else unchanged), and the
+    layout it was recognised in (None: the model is not a pose HRNet)."""
+    if not is_pose_hrnet(list(model_keys)):
+        return state, None
+    return to_pose_layout(state, source)
 
 
 def first_names(keys: Sequence[str]) -> str:
@@ -104,7 +132,7 @@ def _wrapping_prefix(wrapped: list[str], bare: list[str]) -> str:
     return best if best and 2 * counts[best] > len(bare_keys) else ""
 
 
-def _mismatch_hints(unexpected: list[str], missing: list[str],
+def mismatch_hints(unexpected: list[str], missing: list[str],
                     shapes: list[tuple[str, tuple[int, ...], tuple[int, ...]]]) -> list[str]:
     hints = []
     for key, ckpt_shape, model_shape in shapes:
@@ -153,6 +181,12 @@ def load_state_dict_strict(model: nn.Module,
         source = str(path_or_state_dict)
         state = read_state_dict(path_or_state_dict)
     model_state = model.state_dict()
+    state, layout = in_model_layout(state, list(model_state), source)
+    if layout == CLASSIFICATION:
+        raise CheckpointMismatchError(
+            f"{source} is an ImageNet classification HRNet: it has no keypoint head, so it "
+            "cannot predict keypoints; train from it with MODEL.PRETRAINED, or give a pose "
+            "checkpoint (the official pose_hrnet_*.pth or an MMPose td-hm_hrnet one)")
     missing = [key for key in model_state
                if key not in state and not key.endswith("num_batches_tracked")]
     unexpected = [key for key in state if key not in model_state]
@@ -168,7 +202,7 @@ def load_state_dict_strict(model: nn.Module,
         if shapes:
             texts = [shape_text(*mismatch) for mismatch in shapes]
             parts.append(f"{len(shapes)} shape mismatches: {first_names(texts)}")
-        hints = _mismatch_hints(unexpected, missing, shapes)
+        hints = mismatch_hints(unexpected, missing, shapes)
         message = f"{source} does not fit the model: " + "; ".join(parts)
         if hints:
             message += ". Hint: " + "; ".join(hints)

@@ -11,12 +11,18 @@
   never built. onnxruntime's optimised graph of a cached export is kept beside it too
   (``<export>.optimized-<machine>.onnx`` and its memory-mapped weights ``<that>.data``), which
   opens a session in a tenth of the time.
-- ``'onnxruntime-int8'``: that export quantised to int8 (``models/quantize.py``), calibrated on
-  training images once and cached beside it. Its answers differ from fp32 by the rounding, so
-  it is not in ``BACKENDS``, the backends that give the plain answers.
+- ``'openvino'``: the same export run by OpenVINO's CPU runtime (``models/openvino_backend.py``),
+  its compiled form cached in ``<export folder>/openvino-cache``.
+- ``'onnxruntime-int8'``, ``'openvino-int8'``: that export quantised to int8
+  (``models/quantize.py``), calibrated on training images once and cached beside it, run by
+  either engine. Their answers differ from fp32 by the rounding, so they are not in
+  ``BACKENDS``, the backends that give the plain answers.
+- ``'auto'``: the fastest of ``BACKENDS`` on this machine, measured once per export and machine
+  (``models/auto_backend.py``).
 
-``TEST.BF16`` runs the 'torch' and 'fused' forwards under bfloat16 autocast (``Bfloat16``);
-onnxruntime's CPU provider has no bfloat16 convolutions, so it is refused there.
+``TEST.BF16`` runs the 'torch' and 'fused' forwards under bfloat16 autocast (``Bfloat16``) and
+'openvino' with bfloat16 inference precision (AMX where there is some); onnxruntime's CPU
+provider has no bfloat16 convolutions, so it is refused there.
 
 Each backend is an ``nn.Module`` called on an NCHW float tensor that returns a tensor, so the
 prediction code is the same for all of them.
@@ -28,27 +34,32 @@ import contextlib
 import functools
 import hashlib
 import os
-import platform
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from yacs.config import CfgNode
 
 from common.errors import ConfigError, MissingFileError
-from common.io import atomic_path, replace_durably
+from common.io import atomic_path
 from common.state_dict import load_state_dict_strict
+from models import auto_backend
+from models.auto_backend import AUTO
 from models.compute_wrappers import BatchStatistics, Bfloat16
 from models.fuse import fuse_conv_bn
+from models.onnxruntime_backend import OnnxRuntimeModel
+from models.openvino_backend import OpenVinoModel
 from models.quantize import INT8_BACKEND, CalibrationInputs, int8_export
 
-BACKENDS = ("torch", "fused", "onnxruntime")
-ONNX_BACKENDS = ("onnxruntime", INT8_BACKEND)
+BACKENDS = ("torch", "fused", "onnxruntime", "openvino")
+OPENVINO_INT8 = "openvino-int8"
+INT8_BACKENDS = (INT8_BACKEND, OPENVINO_INT8)
+ONNX_BACKENDS = ("onnxruntime", "openvino", *INT8_BACKENDS)
+ALL_BACKENDS = (*BACKENDS, *INT8_BACKENDS, AUTO)
+BF16_BACKENDS = ("torch", "fused", "openvino", AUTO)
 ONNX_OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -63,97 +74,6 @@ class ChannelsLast(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images.contiguous(memory_format=torch.channels_last)).contiguous()
-
-
-class OnnxRuntimeModel(nn.Module):
-    """An onnxruntime CPU session behind the ``nn.Module`` call: tensor in, tensor out.
-
-    A batch is split across ``threads`` single-threaded runs of one session at once, one per
-    core (onnxruntime releases the GIL while it runs): HRNet's many small low-resolution
-    convolutions scale poorly when one run's threads must meet after every operator, and a run
-    on a core of its own does not wait for a core another process holds. A batch of one image
-    goes to a second, multi-threaded session, opened the first time one comes. The split
-    changes no number: each image's outputs depend only on that image. It owns no parameters;
-    outputs go back to the input's device.
-    """
-
-    def __init__(self, onnx_path: str | Path, threads: int | None = None,
-                 keep_optimized: bool = False) -> None:  # fmt: skip
-        """``keep_optimized``: open the optimised graph saved beside ``onnx_path`` for this
-        machine (``optimized_graph_path``) without optimising again; save it when missing."""
-        super().__init__()
-        self.threads = max(1, threads or torch.get_num_threads())
-        self._path, self._optimize = Path(onnx_path), True
-        optimized = optimized_graph_path(onnx_path) if keep_optimized else None
-        if optimized is not None and optimized.is_file():
-            self._path, self._optimize = optimized, False
-            self.session = _cpu_session(optimized, _session_options(1, False))
-        elif optimized is not None and os.access(optimized.parent, os.W_OK):
-            self.session = _optimize_and_save(onnx_path, _session_options(1, True), optimized)
-            self._path, self._optimize = optimized, False
-        else:
-            self.session = _cpu_session(onnx_path, _session_options(1, True))
-        self._single_image_session = self.session if self.threads == 1 else None
-        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
-        self.input_name = self.session.get_inputs()[0].name
-        self.input_shape = list(self.session.get_inputs()[0].shape)
-
-    def _run(self, session: object, array: np.ndarray) -> np.ndarray:
-        return session.run(None, {self.input_name: array})[0]
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
-        if len(array) == 1 or self._pool is None:
-            if self._single_image_session is None:
-                options = _session_options(self.threads, self._optimize)
-                self._single_image_session = _cpu_session(self._path, options)
-            output = self._run(self._single_image_session, array)
-        else:
-            chunks = np.array_split(array, min(len(array), self.threads))
-            output = np.concatenate(list(self._pool.map(
-                lambda chunk: self._run(self.session, chunk), chunks)))  # fmt: skip
-        return torch.from_numpy(np.ascontiguousarray(output)).to(images.device)
-
-
-def _session_options(threads: int, optimize: bool) -> object:
-    """Session options: ``threads`` intra-op threads, full graph optimisation unless the graph
-    is an optimised one already."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    levels = ort.GraphOptimizationLevel
-    options.graph_optimization_level = levels.ORT_ENABLE_ALL if optimize else levels.ORT_DISABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return options
-
-
-def _cpu_session(onnx_path: str | Path, options: object) -> object:
-    import onnxruntime as ort
-
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-
-
-def _optimize_and_save(onnx_path: str | Path, options: object, optimized: Path) -> object:
-    """Open ``onnx_path`` fully optimised and save the optimised graph as ``optimized`` with its
-    weights in ``<optimized>.data``, which onnxruntime memory-maps when the graph is opened
-    again: a tenth of the time of parsing them out of the graph file. Both are written in a
-    temporary folder and renamed, the weights first, so that a graph is never found without
-    its weights."""
-    data = optimized.with_name(optimized.name + ".data")
-    with tempfile.TemporaryDirectory(dir=optimized.parent, prefix=".optimizing-") as folder:
-        options.optimized_model_filepath = str(Path(folder) / optimized.name)
-        options.add_session_config_entry(
-            "session.optimized_model_external_initializers_file_name", data.name)
-        options.add_session_config_entry(
-            "session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-        # Its warning that the saved graph suits this machine only is what the machine tag in
-        # the file name answers.
-        options.log_severity_level = 3
-        session = _cpu_session(onnx_path, options)
-        for target in (data, optimized):
-            replace_durably(Path(folder) / target.name, target)
-    return session
 
 
 @contextlib.contextmanager
@@ -227,51 +147,35 @@ def cached_export_path(weights_path: str | Path, cfg: CfgNode,
     return weights_path.with_name(f"{weights_path.stem}.{digest}.onnx")
 
 
-@functools.cache
-def onnxruntime_machine_tag() -> str:
-    """What an optimised onnxruntime graph depends on besides the model: the onnxruntime
-    version and the CPU's instruction sets (its NCHWc layout follows the vector width)."""
-    import onnxruntime as ort
-
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-    flags = next((line for line in lines if line.startswith(("flags", "Features"))), "")
-    identity = f"{ort.__version__}|{platform.machine()}|{platform.processor()}|{flags}"
-    return hashlib.sha256(identity.encode()).hexdigest()[:12]
-
-
-def optimized_graph_path(onnx_path: str | Path) -> Path:
-    """``<export>.optimized-<machine tag>.onnx``: onnxruntime's optimised graph for this
-    machine, saved beside the export it was made from (its weights in ``<that>.data``)."""
-    onnx_path = Path(onnx_path)
-    return onnx_path.with_name(f"{onnx_path.stem}.optimized-{onnxruntime_machine_tag()}.onnx")
-
-
 def _check_backend(cfg: CfgNode) -> str:
     backend = str(cfg.TEST.BACKEND)
-    if backend not in (*BACKENDS, INT8_BACKEND):
-        raise ConfigError(f"TEST.BACKEND must be one of {[*BACKENDS, INT8_BACKEND]}, "
-                          f"got {backend!r}")  # fmt: skip
+    if backend not in ALL_BACKENDS:
+        raise ConfigError(f"TEST.BACKEND must be one of {list(ALL_BACKENDS)}, got {backend!r}")
     if cfg.TEST.BN_BATCH_STATS and backend != "torch":
         raise ConfigError(f"TEST.BN_BATCH_STATS True needs TEST.BACKEND torch, got {backend!r}: "
                           "the other backends fold batch norm into the convolutions")
-    if cfg.TEST.BF16 and backend in ONNX_BACKENDS:
-        raise ConfigError(f"TEST.BF16 runs torch's forward in bfloat16 and TEST.BACKEND {backend} "
-                          "has none (onnxruntime's CPU provider has no bfloat16 convolutions): "
-                          "use TEST.BACKEND fused or torch with TEST.BF16, or TEST.BF16 False")
+    if cfg.TEST.BF16 and backend not in BF16_BACKENDS:
+        raise ConfigError(f"TEST.BF16 runs the forward in bfloat16 and TEST.BACKEND {backend} "
+                          "has none (onnxruntime's CPU provider has no bfloat16 convolutions; "
+                          "the int8 graphs are int8): use TEST.BACKEND openvino, fused or torch "
+                          "with TEST.BF16, or TEST.BF16 False")
     return backend
 
 
 def _session(onnx_path: Path, cfg: CfgNode, calibration: CalibrationInputs | None,
-             keep_optimized: bool = True) -> OnnxRuntimeModel:  # fmt: skip
-    """The session of an fp32 export, or with 'onnxruntime-int8' of its cached int8 graph."""
-    if cfg.TEST.BACKEND == INT8_BACKEND:
+             keep_optimized: bool = True) -> nn.Module:  # fmt: skip
+    """The session of an fp32 export, or with the int8 backends of its cached int8 graph, run
+    by onnxruntime or OpenVINO."""
+    if cfg.TEST.BACKEND in INT8_BACKENDS:
         onnx_path = int8_export(onnx_path, cfg, calibration)
+    if cfg.TEST.BACKEND.startswith("openvino"):
+        cache = onnx_path.parent / "openvino-cache" if keep_optimized else None
+        return OpenVinoModel(onnx_path, "bf16" if cfg.TEST.BF16 else "f32", cache)
     return OnnxRuntimeModel(onnx_path, keep_optimized=keep_optimized)
 
 
 def _given_onnx_file(cfg: CfgNode, input_shape: Sequence[int],
-                     calibration: CalibrationInputs | None) -> OnnxRuntimeModel:  # fmt: skip
+                     calibration: CalibrationInputs | None) -> nn.Module:  # fmt: skip
     """The session of ``TEST.ONNX_FILE`` (or of its int8 graph), checked against the config's
     input size."""
     onnx_path = Path(cfg.TEST.ONNX_FILE)
@@ -286,7 +190,7 @@ def _given_onnx_file(cfg: CfgNode, input_shape: Sequence[int],
             f"TEST.ONNX_FILE {onnx_path} takes inputs {runner.input_shape} but this config "
             f"feeds {list(input_shape)} (N, C, H, W): re-export it with this config"
         )
-    if cfg.TEST.BACKEND == INT8_BACKEND:
+    if cfg.TEST.BACKEND != "onnxruntime":
         return _session(onnx_path, cfg, calibration)
     return runner
 
@@ -294,7 +198,7 @@ def _given_onnx_file(cfg: CfgNode, input_shape: Sequence[int],
 def _onnxruntime_model(
     model: nn.Module, cfg: CfgNode, input_shape: Sequence[int], weights_path: Path | None,
     calibration: CalibrationInputs | None,
-) -> OnnxRuntimeModel:  # fmt: skip
+) -> nn.Module:  # fmt: skip
     if cfg.TEST.ONNX_FILE:
         return _given_onnx_file(cfg, input_shape, calibration)
     if weights_path is None:
@@ -306,6 +210,60 @@ def _onnxruntime_model(
     if not onnx_path.is_file():
         export_onnx(model, onnx_path, input_shape)
     return _session(onnx_path, cfg, calibration)
+
+
+def _with_backend(cfg: CfgNode, backend: str) -> CfgNode:
+    """A copy of ``cfg`` with ``TEST.BACKEND`` set to ``backend``."""
+    copy = cfg.clone()
+    copy.defrost()
+    copy.TEST.BACKEND = backend
+    copy.freeze() if cfg.is_frozen() else None
+    return copy
+
+
+def _auto_candidates(cfg: CfgNode, device: torch.device) -> tuple[str, ...]:
+    """The engines that give the plain answers (in bfloat16 with ``TEST.BF16``) on ``device``;
+    onnxruntime and OpenVINO run on the CPU only."""
+    candidates = [b for b in BACKENDS if b in BF16_BACKENDS] if cfg.TEST.BF16 else list(BACKENDS)
+    if device.type != "cpu":
+        candidates = [b for b in candidates if b not in ONNX_BACKENDS]
+    return tuple(candidates)
+
+
+def _auto_model(model: nn.Module, cfg: CfgNode, shape: Sequence[int],
+                weights_path: str | Path | None,
+                calibration: CalibrationInputs | None) -> nn.Module:  # fmt: skip
+    """'auto': the candidate measured fastest, from the choice cached beside the export of
+    ``weights_path`` or by timing each now (and caching the choice when there are weights)."""
+    candidates = _auto_candidates(cfg, _placement(model))
+    record = None
+    if weights_path is not None:
+        export = cached_export_path(weights_path, cfg, shape)
+        choice = auto_backend.cached_choice(export, cfg.TEST.BF16, candidates)
+        if choice is not None:
+            return prepare_inference_model(model, _with_backend(cfg, choice), shape, weights_path,
+                                           calibration=calibration)  # fmt: skip
+        record = auto_backend.choice_path(export, cfg.TEST.BF16)
+    builders = {name: functools.partial(prepare_inference_model, model, _with_backend(cfg, name),
+                                        shape, weights_path, calibration=calibration)
+                for name in candidates}  # fmt: skip
+    return auto_backend.fastest(builders, shape, record)[1].eval()
+
+
+def _auto_onnx_file(cfg: CfgNode, shape: Sequence[int]) -> nn.Module:
+    """'auto' with ``TEST.ONNX_FILE``: the faster of its two engines, remembered beside it."""
+    onnx_path = Path(cfg.TEST.ONNX_FILE)
+    engines = tuple(b for b in ("onnxruntime", "openvino") if b in BF16_BACKENDS or
+                    not cfg.TEST.BF16)  # fmt: skip
+    choice = auto_backend.cached_choice(onnx_path, cfg.TEST.BF16, engines)
+    if choice is not None:
+        return _given_onnx_file(_with_backend(cfg, choice), shape, None).eval()
+    record = auto_backend.choice_path(onnx_path, cfg.TEST.BF16)
+    if not os.access(onnx_path.parent, os.W_OK):
+        record = None
+    builders = {name: functools.partial(_given_onnx_file, _with_backend(cfg, name), shape, None)
+                for name in engines}  # fmt: skip
+    return auto_backend.fastest(builders, shape, record)[1].eval()
 
 
 def prepare_inference_model(
@@ -332,6 +290,8 @@ def prepare_inference_model(
             return BatchStatistics(model)
         return Bfloat16(model).eval() if cfg.TEST.BF16 else model
     shape = tuple(example_input_shape) if example_input_shape else input_shape_for(cfg)
+    if backend == AUTO:
+        return _auto_model(model, cfg, shape, weights_path, calibration)
     if backend == "fused":
         with _one_thread():
             fused = fuse_conv_bn(model, inplace=inplace).to(memory_format=torch.channels_last)
@@ -352,8 +312,16 @@ def load_inference_model(
     the onnxruntime backends the model is not built at all when ``TEST.ONNX_FILE`` is set or an
     export of these weights is cached (saving its time and memory). ``calibration``: see
     ``prepare_inference_model``."""
-    if _check_backend(cfg) in ONNX_BACKENDS:
-        shape = input_shape_for(cfg)
+    backend = _check_backend(cfg)
+    shape = input_shape_for(cfg)
+    if backend == AUTO and cfg.TEST.ONNX_FILE:
+        return _auto_onnx_file(cfg, shape)
+    if backend == AUTO and device.type == "cpu":
+        cached = cached_export_path(weights_path, cfg, shape)
+        choice = auto_backend.cached_choice(cached, cfg.TEST.BF16, ONNX_BACKENDS)
+        if choice is not None and cached.is_file():
+            return _session(cached, _with_backend(cfg, choice), calibration).eval()
+    if backend in ONNX_BACKENDS:
         if cfg.TEST.ONNX_FILE:
             return _given_onnx_file(cfg, shape, calibration).eval()
         cached = cached_export_path(weights_path, cfg, shape)

@@ -3,6 +3,9 @@
 Training starts from a pretrained file that rarely matches exactly (COCO has 17 joints, ImageNet
 files carry classifier modules): ``load_pretrained`` loads what fits and says what it skipped.
 Testing must use exactly the trained weights: ``common.state_dict.load_state_dict_strict``.
+MMPose checkpoints and ImageNet classification HRNets (the official ``hrnet_w48-8ef0771d.pth``,
+timm's ``hrnet_w48``) are renamed to the pose HRNet's keys first (``common/key_maps.py``); an
+ImageNet file must then give the whole backbone.
 """
 
 from __future__ import annotations
@@ -13,7 +16,15 @@ from pathlib import Path
 
 from torch import nn
 
-from common.state_dict import CheckpointMismatchError, first_names, read_state_dict, shape_text
+from common.key_maps import CLASSIFICATION, extra_fuse_keys
+from common.state_dict import (
+    CheckpointMismatchError,
+    first_names,
+    in_model_layout,
+    mismatch_hints,
+    read_state_dict,
+    shape_text,
+)
 
 _LOG = logging.getLogger(__name__)
 
@@ -34,8 +45,10 @@ def load_pretrained(model: nn.Module, path: str | Path, layers: Iterable[str] = 
     if not layers:
         raise ValueError("layers is empty, so nothing would load; use ('*',) for all layers")
     take_all = layers[0] == "*"
-    state = read_state_dict(path)
     model_state = model.state_dict()
+    state, layout = in_model_layout(read_state_dict(path), list(model_state), str(path))
+    if layout is not None:
+        log.info("%s: %s layout", path, layout)
 
     def selected(key: str) -> bool:
         return take_all or key.split(".", 1)[0] in layers
@@ -64,6 +77,8 @@ def load_pretrained(model: nn.Module, path: str | Path, layers: Iterable[str] = 
             f"{len(report['skipped_shape'])} with another shape, "
             f"{len(report['unexpected'])} not in the model, first keys: "
             f"{first_names(list(state))}")
+    if layout == CLASSIFICATION:
+        _check_classification_backbone(path, report, set(model_state))
     model.load_state_dict(to_load, strict=False)
 
     log.info("%s: loaded %d tensors; skipped %d outside the pretrained layers, %d not in the "
@@ -76,3 +91,29 @@ def load_pretrained(model: nn.Module, path: str | Path, layers: Iterable[str] = 
         log.warning("%s lacks %d tensors of the selected layers, kept the model's init: %s",
                     path, len(report["missing"]), first_names(report["missing"]))
     return report
+
+
+def _check_classification_backbone(path: str | Path, report: dict[str, list],
+                                   model_keys: set[str]) -> None:
+    """An ImageNet HRNet gives a pose model its whole backbone or nothing: a missing or
+    reshaped backbone tensor means another width or depth than the config's."""
+    missing = [key for key in report["missing"] if not key.startswith("final_layer.")]
+    shapes = [mismatch for mismatch in report["skipped_shape"]
+              if not mismatch[0].startswith("final_layer.")]
+    extras = set(extra_fuse_keys(report["unexpected"], model_keys))
+    unknown = [key for key in report["unexpected"] if key not in extras]
+    if not (missing or shapes or unknown):
+        return
+    parts = []
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches: "
+                     f"{first_names([shape_text(*m) for m in shapes])}")
+    if missing:
+        parts.append(f"{len(missing)} backbone tensors missing: {first_names(missing)}")
+    if unknown:
+        parts.append(f"{len(unknown)} unknown tensors: {first_names(unknown)}")
+    hints = mismatch_hints(unknown, missing, shapes) or [
+        "check MODEL.EXTRA.STAGE*.NUM_CHANNELS and NUM_MODULES against the file's HRNet"]
+    raise CheckpointMismatchError(
+        f"{path}: an ImageNet HRNet whose backbone does not fit the model: "
+        + "; ".join(parts) + ". Hint: " + "; ".join(hints))

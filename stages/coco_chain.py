@@ -1,6 +1,6 @@
 """The chain on a COCO-format test set (several people an image): stage one's boxes (every
-detection, or the single-box head's one box), ``stages.people.find_people``'s steps on each
-chunk of decoded images, COCO results files and their scores.
+detection, or the single-box head's one box), ``stages.multi_person.find_people``'s steps on
+each chunk of decoded images, COCO results files and their scores.
 
 Writes ``<bbox_output>/detections_<split>_results.json`` (every box stage one kept, for
 ``TEST.COCO_BBOX_FILE``) and ``<keypoint_output>/keypoints_<split>_results.json`` (the people
@@ -29,7 +29,7 @@ from common.keypoint_config import config_keypoint_set
 from common.progress import progress
 from common.stage_data import test_image_names, test_image_paths
 from HRNet_bbox.detect_engine import Detections
-from stages.people import (
+from stages.multi_person import (
     Person,
     keypoints_on_boxes,
     load_people_models,

@@ -1,134 +1,221 @@
-"""Images in, people out: the multi-person chain as a function.
+"""Images in, people out: the one loop that finds the people of each picture (a box source)
+and their keypoints (stage two), for ``tools/infer.py`` and any other caller.
 
-``find_people(models, images)`` runs, on BGR images already in memory (photos, video frames):
-
-1. stage one: the detector (TASK detect) gives every person box scoring at least the
-   threshold (``TEST.IMAGE_THRE`` of the keypoint config unless given), at most ``max_people``
-   an image, best first; a single-box stage one (TASK bbox) gives its one box, score 1; or the
-   caller gives the boxes (``given``, e.g. read from a COCO detection results file);
-2. stage two on each box (keypoints and their heatmap maxima, original pixels);
-3. each person rescored as the official COCO code does (box score x mean keypoint score above
-   ``TEST.IN_VIS_THRE``) and OKS-NMS per image at ``TEST.OKS_THRE`` with the keypoint set's
-   sigmas (``HRNet_keypoint.coco_results``).
-
-It returns one list of ``Person`` per image, best score first. ``load_people_models`` loads
-both stages once (run folders or ``TEST.MODEL_FILE``; a torchvision COCO detector straight from
-``MODEL.DETECTOR.WEIGHTS``). ``stages.chain`` (``tools/pipeline.py``) and ``tools/infer.py``
-call these two.
+A box source gives each picture's boxes with scores: boxes a user gave (``GivenBoxes``, from a
+JSON box list or a stage-one box file), a model run on the pictures (``ModelBoxes``: stage
+one's single box, or a multi-person detector), or the whole picture (``WholePicture``, what
+a top-down model sees when nothing says where the people are). Each picture comes out as a
+``PicturePeople``: per person the box, its score, the keypoints (J, 2) in the picture's pixels,
+their scores (J,) and the person's score; a tracker or a filter takes these as they come.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from yacs.config import CfgNode
 
-from common.keypoint_config import config_keypoint_set
-from HRNet_bbox import engine as bbox_engine
-from HRNet_bbox.detect_engine import Detections, detect, load_detector_for_test
+from common.box_files import BoxList, read_box_annotations, read_box_list
+from common.boxes import clean_box
+from common.errors import UserError
+from common.media import Media
+from common.motion_data import first_items
 from HRNet_keypoint import engine as keypoint_engine
-from HRNet_keypoint.coco_results import oks_nms, rescore
+from HRNet_keypoint.coco_results import rescore
+
+COCO_PERSON = 1
 
 
 @dataclass
 class Person:
-    """One person found in an image, in the image's own pixels."""
+    """One person: box [x, y, w, h] and its score, keypoints (J, 2) in the picture's pixels,
+    keypoint scores (J,) (heatmap maxima) and the person's score (box score x mean keypoint
+    score above ``TEST.IN_VIS_THRE``). ``track_id`` is for a tracker to set."""
 
-    box: np.ndarray  # [x, y, w, h]
-    box_score: float  # stage one's score (1.0 for a single-box stage one)
-    keypoints: np.ndarray  # (J, 2) x, y
-    keypoint_scores: np.ndarray  # (J,) heatmap maxima
-    score: float  # box score x mean keypoint score above TEST.IN_VIS_THRE
+    box: np.ndarray
+    box_score: float
+    keypoints: np.ndarray
+    keypoint_scores: np.ndarray
+    score: float
+    track_id: int | None = None
 
 
 @dataclass
-class PeopleModels:
-    """Both stages, loaded once: stage one (``box_model``, None when the caller always gives
-    boxes) and stage two, with their configs and device."""
+class PicturePeople:
+    """A picture (a file name, or ``frame_<n>`` of a video), its BGR pixels and its people."""
 
-    box_cfg: CfgNode | None
-    box_model: nn.Module | None
-    keypoint_cfg: CfgNode
-    keypoint_model: nn.Module
-    device: torch.device
+    name: str
+    image: np.ndarray
+    people: list[Person] = field(default_factory=list)
 
 
-def load_people_models(box_cfg: CfgNode | None, box_output: Path | None,
-                       keypoint_cfg: CfgNode, keypoint_output: Path | None,
-                       device: torch.device) -> PeopleModels:  # fmt: skip
-    """Stage one of ``box_cfg`` (TASK detect or bbox; None: boxes will be given) from
-    ``box_output`` and stage two from ``keypoint_output`` (or each config's
-    ``TEST.MODEL_FILE``)."""
-    box_model = None
-    if box_cfg is not None:
-        if box_cfg.TASK == "detect":
-            box_model = load_detector_for_test(box_cfg, box_output, device)
+Boxes = list[tuple[np.ndarray, float]]  # one picture's boxes [x, y, w, h] with scores
+
+
+class BoxSourceError(UserError):
+    """Boxes that cannot be used with these inputs."""
+
+
+class WholePicture:
+    """Every picture is one box: its whole frame."""
+
+    describe = "the whole picture (no --boxes or box model given)"
+
+    def boxes(self, names: Sequence[str], images: Sequence[np.ndarray]) -> list[Boxes]:
+        return [[(np.array([0.0, 0.0, im.shape[1], im.shape[0]]), 1.0)] for im in images]
+
+
+class ModelBoxes:
+    """Boxes from a model run on the pictures: ``predict(names, images)`` gives each
+    picture's boxes with scores (stage one: one box of score 1)."""
+
+    def __init__(self, predict: Callable[[Sequence[str], Sequence[np.ndarray]], list[Boxes]],
+                 describe: str) -> None:
+        self._predict = predict
+        self.describe = describe
+
+    def boxes(self, names: Sequence[str], images: Sequence[np.ndarray]) -> list[Boxes]:
+        return self._predict(names, images)
+
+
+class GivenBoxes:
+    """Boxes read from a file, matched to the pictures by name."""
+
+    def __init__(self, by_name: dict[str, Boxes], describe: str) -> None:
+        self._by_name = by_name
+        self.describe = describe
+
+    def boxes(self, names: Sequence[str], images: Sequence[np.ndarray]) -> list[Boxes]:
+        return [self._by_name.get(name, []) for name in names]
+
+
+def _picture_names_by_key(box_list: BoxList, media: Media) -> dict:
+    """How the file's keys name this input's pictures: key -> picture name."""
+    if media.kind == "video":
+        if box_list.key_kind != "frame":
+            raise BoxSourceError(
+                f"--boxes {box_list.source}: its boxes name pictures by '{box_list.key_kind}', "
+                f"but {media.path} is a video, whose pictures are frames: key the boxes by "
+                "'frame' (0 for the first frame)")
+        return _FrameNames()
+    if box_list.key_kind == "frame":
+        raise BoxSourceError(
+            f"--boxes {box_list.source}: its boxes name pictures by 'frame', but {media.path} is "
+            f"{'a folder of images' if media.kind == 'folder' else 'an image'}: key them by "
+            "'file_name' (or a COCO 'image_id' equal to the file's number)")
+    names = [path.name for path in media.files]
+    if box_list.key_kind == "file_name":
+        return {name: name for name in names}
+    return {int(Path(name).stem): name for name in names if Path(name).stem.isdigit()}
+
+
+class _FrameNames(dict):
+    """Frame numbers -> ``frame_<n>``, for any n."""
+
+    def __missing__(self, key: int) -> str:
+        return f"frame_{key:06d}"
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, int)
+
+
+def given_boxes(path: Path, media: Media, category_id: int | None,
+                warn: Callable[[str], None]) -> GivenBoxes:
+    """The boxes of ``path`` (a JSON box list, or a ``.pkl`` box file of stage one) for
+    ``media``'s pictures. No box matching any picture is an error naming the file's keys;
+    some unmatched are a warning naming them; a file with boxes of several categories needs
+    ``category_id``."""
+    if path.suffix.lower() == ".pkl":
+        records = read_box_annotations(path)
+        box_list = BoxList(str(path), "file_name", [])
+        pairs = [(name, np.asarray(r["bbox"], dtype=np.float64), 1.0)
+                 for name, r in records.items()]
+    else:
+        box_list = read_box_list(path, "--boxes")
+        categories = sorted({b.category_id for b in box_list.boxes if b.category_id is not None})
+        if category_id is None and len(categories) > 1:
+            raise BoxSourceError(
+                f"--boxes {path}: boxes of {len(categories)} categories {first_items(categories)}"
+                f": give --category-id (COCO's person is {COCO_PERSON})")
+        if category_id is not None and category_id not in categories:
+            raise BoxSourceError(f"--boxes {path}: no box has category_id {category_id} (the "
+                                 f"file has {first_items(categories) or 'none'})")
+        pairs = [(b.key, np.array(b.box), b.score) for b in box_list.boxes
+                 if category_id is None or b.category_id == category_id]
+    names = _picture_names_by_key(box_list, media)
+    by_name: dict[str, Boxes] = {}
+    unmatched = []
+    for key, box, score in pairs:
+        if key in names:
+            by_name.setdefault(names[key], []).append((box, score))
         else:
-            box_model = bbox_engine.load_model_for_test(box_cfg, box_output, device)
-    keypoint_model = keypoint_engine.load_model_for_test(keypoint_cfg, keypoint_output, device)
-    return PeopleModels(box_cfg, box_model, keypoint_cfg, keypoint_model, device)
+            unmatched.append(key)
+    if media.kind == "video" and media.frames:  # the container's count: warn, never drop
+        unmatched += sorted({k for k, _, _ in pairs if k >= media.frames})
+        if all(k >= media.frames for k, _, _ in pairs):
+            by_name = {}
+    shown = first_items(sorted(set(unmatched), key=str))
+    what = (f"the frames of {media.path} (0 to {media.frames - 1})" if media.kind == "video"
+            and media.frames else f"the pictures of {media.path}")
+    if pairs and not by_name:
+        raise BoxSourceError(f"--boxes {path}: none of its {len(pairs)} boxes names one of "
+                             f"{what}; its names: {shown}; check the names (file names as in "
+                             "the folder, without folders)")
+    if not pairs:
+        warn(f"--boxes {path} holds no boxes: every picture gets 0 people")
+    if unmatched:
+        warn(f"--boxes {path}: {len(unmatched)} boxes name no picture of the input and are not "
+             f"used: {shown}")
+    return GivenBoxes(by_name, f"boxes of {path} ({len(pairs) - len(unmatched)} used)")
 
 
-def stage_one_boxes(models: PeopleModels, images: Sequence[np.ndarray],
-                    paths: Sequence[Path]) -> Detections:  # fmt: skip
-    """Every box stage one keeps (the detector's own ``MODEL.DETECTOR.SCORE_THRE``), or the
-    single-box head's one box an image with score 1."""
-    if models.box_model is None or models.box_cfg is None:
-        raise ValueError("no stage one model was loaded: give the boxes")
-    if models.box_cfg.TASK == "detect":
-        return detect(models.box_model, models.box_cfg, list(paths), models.device,
-                      images=list(images))  # fmt: skip
-    boxes = bbox_engine.predict_boxes_xywh(models.box_model, models.box_cfg, list(paths),
-                                           models.device, images=list(images))  # fmt: skip
-    sizes = np.array([(im.shape[1], im.shape[0]) for im in images], dtype=np.int64)
-    return Detections([b[None] for b in boxes], [np.ones(1)] * len(images), sizes)
-
-
-def keypoints_on_boxes(models: PeopleModels, images: Sequence[np.ndarray],
-                       paths: Sequence[Path], found: Detections) -> list[list[Person]]:
-    """Stage two on every box, rescored and OKS-NMS'd per image (steps 2 and 3)."""
-    cfg = models.keypoint_cfg
-    owner = np.array([i for i, boxes in enumerate(found.boxes) for _ in boxes], dtype=np.int64)
-    people: list[list[Person]] = [[] for _ in images]
-    if not len(owner):
-        return people
-    boxes = np.concatenate([np.reshape(b, (-1, 4)) for b in found.boxes])
-    box_scores = np.concatenate([np.reshape(s, -1) for s in found.scores]).astype(np.float64)
-    coords, keypoint_scores = keypoint_engine.predict_boxes_scored(
-        models.keypoint_model, cfg, [paths[i] for i in owner], boxes, models.device,
-        images=[images[i] for i in owner], desc="people",
-    )  # fmt: skip
-    scores = rescore(box_scores, keypoint_scores, cfg.TEST.IN_VIS_THRE)
-    sigmas = config_keypoint_set(cfg).sigmas
-    areas = boxes[:, 2] * boxes[:, 3]
-    for image in range(len(images)):
-        members = np.flatnonzero(owner == image)
-        if not len(members):
+def _select(boxes: Boxes, image: np.ndarray, min_score: float,
+            max_people: int | None) -> tuple[Boxes, int]:
+    """Boxes scoring at least ``min_score``, best first, at most ``max_people``, clipped to
+    the picture; and how many lay outside it."""
+    height, width = image.shape[:2]
+    kept, outside = [], 0
+    for box, score in sorted(boxes, key=lambda item: -item[1]):
+        if score < min_score:
             continue
-        kept = oks_nms(coords[members], scores[members], areas[members], cfg.TEST.OKS_THRE,
-                       sigmas)  # fmt: skip
-        people[image] = [Person(boxes[m], float(box_scores[m]), coords[m], keypoint_scores[m],
-                                float(scores[m])) for m in members[kept]]  # fmt: skip
-    return people
+        if clean_box(box, width, height) is None:
+            outside += 1
+            continue
+        kept.append((np.asarray(box, dtype=np.float64), float(score)))
+    return kept[:max_people] if max_people else kept, outside
 
 
-def find_people(models: PeopleModels, images: Sequence[np.ndarray],
-                paths: Sequence[Path] | None = None, score_threshold: float | None = None,
-                max_people: int | None = None,
-                given: Detections | None = None) -> list[list[Person]]:  # fmt: skip
-    """Every person of each BGR image: boxes (stage one, or ``given``), those scoring at least
-    ``score_threshold`` (default ``TEST.IMAGE_THRE`` of the keypoint config; at most
-    ``max_people`` an image, best first), keypoints on each, rescoring, OKS-NMS. ``paths``
-    only name the images in messages (default ``image<i>``)."""
-    paths = list(paths) if paths is not None else [Path(f"image{i}") for i in range(len(images))]
-    if len(paths) != len(images):
-        raise ValueError(f"{len(images)} images but {len(paths)} paths")
-    found = given if given is not None else stage_one_boxes(models, images, paths)
-    threshold = (float(models.keypoint_cfg.TEST.IMAGE_THRE) if score_threshold is None
-                 else float(score_threshold))  # fmt: skip
-    return keypoints_on_boxes(models, images, paths, found.above(threshold, max_people))
+def predict_people(chunks: Iterable[list[tuple[str, np.ndarray]]], source, model: torch.nn.Module,
+                   cfg: CfgNode, device: torch.device, min_score: float = 0.0,
+                   max_people: int | None = None,
+                   outside: list[str] | None = None) -> Iterator[PicturePeople]:
+    """Each picture of ``chunks`` (lists of (name, BGR image)) with its people, in order.
+
+    ``source`` gives the boxes (``.boxes(names, images)``); those below ``min_score`` are
+    dropped, the best ``max_people`` kept. Boxes that miss their picture are left out and their
+    pictures' names added to ``outside``.
+    """
+    for chunk in chunks:
+        names, images = [n for n, _ in chunk], [im for _, im in chunk]
+        pictures = [PicturePeople(n, im) for n, im in chunk]
+        chosen = []
+        for index, boxes in enumerate(source.boxes(names, images)):
+            kept, missed = _select(boxes, images[index], min_score, max_people)
+            if missed and outside is not None:
+                outside.append(names[index])
+            chosen += [(index, box, score) for box, score in kept]
+        if chosen:
+            coords, scores = keypoint_engine.predict_boxes_scored(
+                model, cfg, [Path(names[i]) for i, _, _ in chosen],
+                np.array([box for _, box, _ in chosen]), device,
+                images=[images[i] for i, _, _ in chosen], desc="keypoints")
+            person_scores = rescore(np.array([s for _, _, s in chosen]), scores,
+                                    cfg.TEST.IN_VIS_THRE)
+            for k, (i, box, score) in enumerate(chosen):
+                pictures[i].people.append(Person(box, score, coords[k], scores[k],
+                                                 float(person_scores[k])))
+        yield from pictures

@@ -12,7 +12,11 @@ trial.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
+import logging
+import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,13 +25,34 @@ import yaml
 from yacs.config import CfgNode
 
 from common.config import get_defaults, load_config
-from common.errors import ConfigError, MissingFileError
+from common.config_check import full_keys
+from common.errors import ConfigError, MissingFileError, UserError
 from common.io import atomic_write_text
+from common.run_dir import lock_run_folder
 from stages.training import train_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE_KINDS = ("choice", "uniform", "loguniform")
 METRIC = "metric"  # the trainer's validation metric, lower is better
+# Config keys naming files or folders: made absolute (from the directory tune.py runs in)
+# before they reach a Ray worker, which runs in a folder of its own.
+PATH_KEYS = ("DATASET.ROOT", "MODEL.PRETRAINED", "TEST.MODEL_FILE", "TEST.ONNX_FILE",
+             "DATASET.KEYPOINTS")  # fmt: skip
+
+
+class _NumberLoader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string; here it is a float, as in YAML 1.2."""
+
+
+_NumberLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+class TuneError(UserError, RuntimeError):
+    """The search ran but gave nothing to use (every trial failed)."""
 
 
 def _lookup(cfg: CfgNode, key: str) -> Any:
@@ -44,25 +69,80 @@ def read_space(path: str | Path) -> dict[str, tuple[str, list]]:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"search space not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_NumberLoader) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"YAML syntax error in {path}{line}: {problem}; fix the file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text (YAML) file") from None
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{path}: expected a mapping of config keys to {{choice: [...]}} etc.")
     defaults, space = get_defaults(), {}
+    keys = list(full_keys(defaults))
     for key, spec in raw.items():
-        _lookup(defaults, str(key))
+        if str(key) not in keys:
+            close = difflib.get_close_matches(str(key), keys, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "see common/config.py for the keys"
+            raise ConfigError(f"{path}: {key} is not a config key: {hint}")
+        if isinstance(_lookup(defaults, str(key)), CfgNode):
+            raise ConfigError(f"{path}: {key} is a group of config keys; name one key in it, "
+                              f"e.g. {next(k for k in keys if k.startswith(f'{key}.'))}")
         if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in SPACE_KINDS:
             raise ConfigError(f"{path}: {key} must be one of {{choice: [...]}}, "
                              f"{{uniform: [low, high]}}, {{loguniform: [low, high]}}")  # fmt: skip
         kind, values = next(iter(spec.items()))
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{path}: {key}: {kind} needs a non-empty list")
-        numeric = len(values) == 2 and all(isinstance(v, (int, float)) for v in values)
+        numeric = len(values) == 2 and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in values)  # fmt: skip
         ordered = numeric and values[0] < values[1] and (kind == "uniform" or values[0] > 0)
         if kind != "choice" and not ordered:
-            raise ConfigError(f"{path}: {key}: {kind} needs [low, high] with low < high"
-                             + (" and low > 0" if kind == "loguniform" else ""))  # fmt: skip
+            raise ConfigError(f"{path}: {key}: {kind} needs [low, high], two finite numbers "
+                              f"with low < high" + (" and low > 0" if kind == "loguniform"
+                              else "") + f", got {values!r}")  # fmt: skip
+        whole = isinstance(_lookup(defaults, str(key)), int)
+        if kind != "choice" and whole and not all(float(v).is_integer() for v in values):
+            raise ConfigError(f"{path}: {key} is a whole number: {kind} needs whole [low, high], "
+                              f"got {values!r}")  # fmt: skip
+        if kind != "choice":  # the type the key's samples must have
+            values = [int(v) for v in values] if whole else [float(v) for v in values]
         space[str(key)] = (kind, values)
     return space
+
+
+def check_space(space: dict[str, tuple[str, list]], path: str | Path, cfg_file: str | Path,
+                opts: Sequence[str]) -> None:
+    """Every value a trial can get (each choice, each end of a range) loaded into the base
+    config as a trial would, so that a wrongly typed or unusable value stops the search before
+    Ray starts instead of failing every trial."""
+    for key, (kind, values) in space.items():
+        for value in values:
+            if kind != "choice" and isinstance(_lookup(get_defaults(), key), float):
+                value = float(value)
+            try:
+                load_config(cfg_file, [*opts, *trial_opts({key: value})])
+            except ConfigError as error:
+                raise ConfigError(f"{path}: {key}: the value {value!r} does not fit the config "
+                                  f"({error})") from None  # fmt: skip
+
+
+def absolute_path_opts(cfg: CfgNode) -> list[str]:
+    """``KEY VALUE`` overrides making the config's relative paths absolute (from the current
+    directory); a ``DATASET.ROOT`` that does not exist is refused here, before Ray starts."""
+    root = Path(cfg.DATASET.ROOT).expanduser()
+    if not root.is_dir():
+        raise MissingFileError(f"DATASET.ROOT {cfg.DATASET.ROOT} does not exist (from "
+                               f"{Path.cwd()}); point DATASET.ROOT at the data")  # fmt: skip
+    found = []
+    for key in PATH_KEYS:
+        value = _lookup(cfg, key)
+        if value and not Path(value).is_absolute() and Path(value).expanduser().exists():
+            found += [key, repr(str(Path(value).expanduser().resolve()))]
+    return found
 
 
 def trial_opts(overrides: dict[str, Any]) -> list[str]:
@@ -113,9 +193,16 @@ def run_trial(config: dict[str, Any], cfg_file: str, opts: list[str], out_dir: s
 def _tune_space(space: dict[str, tuple[str, list]]) -> dict[str, Any]:
     from ray import tune
 
-    makers = {"choice": lambda v: tune.choice(v), "uniform": lambda v: tune.uniform(*v),
-              "loguniform": lambda v: tune.loguniform(*v)}  # fmt: skip
-    return {key: makers[kind](values) for key, (kind, values) in space.items()}
+    def make(kind: str, values: list) -> Any:
+        if kind == "choice":
+            return tune.choice(values)
+        if all(isinstance(v, int) for v in values):  # a whole-number key: whole samples
+            low, high = values
+            return tune.randint(low, high + 1) if kind == "uniform" else tune.lograndint(
+                low, high + 1)  # fmt: skip
+        return tune.uniform(*values) if kind == "uniform" else tune.loguniform(*values)
+
+    return {key: make(kind, values) for key, (kind, values) in space.items()}
 
 
 def trials_table(results, keys: Sequence[str]) -> str:
@@ -150,18 +237,28 @@ def tune_experiment(
     Without ``address`` Ray starts on this machine; with it, trials run on that cluster,
     whose nodes must see this repository at the same path.
     """
+    if samples < 1:
+        raise ConfigError(f"--samples must be at least 1, got {samples}")
+    cfg_file, out_dir = Path(cfg_file).resolve(), Path(out_dir).resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file: name a folder for the trials")
+    base = load_config(cfg_file, list(opts))
+    if base.TASK not in ("keypoint", "bbox"):
+        raise ConfigError(f"tools/tune.py tunes stage one or two, got TASK {base.TASK!r}")
+    opts = [*opts, *absolute_path_opts(base)]
+    space = read_space(space_file)
+    check_space(space, space_file, cfg_file, opts)
+    with lock_run_folder(out_dir, logging.getLogger(__name__)):
+        return _search(cfg_file, space, samples, out_dir, address, opts, base)
+
+
+def _search(cfg_file: Path, space: dict[str, tuple[str, list]], samples: int, out_dir: Path,
+            address: str | None, opts: list[str], base: CfgNode) -> dict[str, Any]:
+    """Ray Tune over ``space`` into ``out_dir`` (checked and locked by the caller)."""
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    if samples < 1:
-        raise ConfigError(f"--samples must be at least 1, got {samples}")
-    cfg_file, out_dir = Path(cfg_file).resolve(), Path(out_dir).resolve()
-    base = load_config(cfg_file, list(opts))
-    if base.TASK not in ("keypoint", "bbox"):
-        raise ConfigError(f"tools/tune.py tunes stage one or two, got TASK {base.TASK!r}")
-    space = read_space(space_file)
-    out_dir.mkdir(parents=True, exist_ok=True)
     ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, log_to_driver=False)
     try:
@@ -181,8 +278,10 @@ def tune_experiment(
         reported = [r for r in results if r.metrics_dataframe is not None
                     and METRIC in r.metrics_dataframe]  # fmt: skip
         if not reported:
-            raise RuntimeError(f"no trial reported a {METRIC}; see the trial logs under "
-                               f"{out_dir / 'trials'} and {out_dir / 'ray'}")  # fmt: skip
+            errors = [str(r.error).strip().splitlines() for r in results if r.error]
+            first = f" (the first: {errors[0][-1]})" if errors and errors[0] else ""
+            raise TuneError(f"no trial reported a {METRIC}{first}; see the trial logs under "
+                            f"{out_dir / 'trials'} and {out_dir / 'ray'}")  # fmt: skip
         best = results.get_best_result(metric=METRIC, mode="min", scope="all")
     finally:
         ray.shutdown()

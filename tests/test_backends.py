@@ -6,6 +6,7 @@ folding changes every convolution and the heatmaps have clear peaks.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -29,9 +30,10 @@ from models.backends import (
     cached_export_path,
     input_shape_for,
     load_inference_model,
-    optimized_graph_path,
     randomize_weights,
 )
+from models.onnxruntime_backend import optimized_graph_path
+from models.openvino_backend import OpenVinoModel
 from tests.conftest import load_tool
 
 KEYPOINT_CFG = "experiments/keypoint/tiny_cpu_keypoint.yaml"
@@ -77,11 +79,14 @@ def test_every_backend_gives_the_plain_keypoints(tiny_motion, keypoint_run):
             assert isinstance(model, ChannelsLast)
             assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
             assert model.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
-        else:
+        elif backend == "onnxruntime":
             assert isinstance(model, OnnxRuntimeModel)
+        else:  # float32 asked for: OpenVINO's default on this CPU family is bfloat16
+            assert isinstance(model, OpenVinoModel) and model.precision == "f32"
     # The export is cached beside the weights, keyed by their digest, and so is onnxruntime's
     # optimised graph of it for this machine.
     exports = [p for p in keypoint_run.glob("model_best.*.onnx") if ".optimized-" not in p.name]
+    assert any((keypoint_run / "openvino-cache").iterdir())  # OpenVINO's compiled blob
     assert len(exports) == 1
     optimized = optimized_graph_path(exports[0])
     assert optimized.is_file() and optimized.with_name(optimized.name + ".data").is_file()
@@ -188,3 +193,29 @@ def test_unknown_backend_is_a_clear_error(keypoint_run):
     cfg = load_config(KEYPOINT_CFG, ["TEST.BACKEND", "tensorrt"])
     with pytest.raises(ValueError, match=r"TEST.BACKEND must be one of \['torch', 'fused'"):
         keypoint_engine.load_model_for_test(cfg, keypoint_run, CPU)
+
+
+@pytest.mark.slow
+def test_auto_picks_a_measured_engine_once_and_gives_the_plain_keypoints(tiny_motion, tmp_path,
+                                                                         monkeypatch):  # fmt: skip
+    run = saved_random_model(KEYPOINT_CFG, tmp_path / "run", [], seed=3)
+    _, plain = keypoint_predictions(tiny_motion, run, "torch")
+    model, coords = keypoint_predictions(tiny_motion, run, "auto")
+    assert np.abs(coords - plain).max() <= TOLERANCE_PX
+    [record] = run.glob("model_best.*.auto-*.json")
+    measured = json.loads(record.read_text())
+    assert set(measured["seconds_per_batch"]) == set(BACKENDS)
+    assert measured["backend"] == min(measured["seconds_per_batch"],
+                                      key=measured["seconds_per_batch"].get)  # fmt: skip
+
+    def must_not_time(*args, **kwargs) -> None:
+        raise AssertionError("timed again although the choice is cached")
+
+    monkeypatch.setattr("models.auto_backend.fastest", must_not_time)
+    again, coords_again = keypoint_predictions(tiny_motion, run, "auto")
+    assert type(again) is type(model) and np.array_equal(coords_again, coords)
+    # a damaged record is measured again, not an error
+    monkeypatch.undo()
+    record.write_text("{not json")
+    keypoint_predictions(tiny_motion, run, "auto")
+    assert json.loads(record.read_text())["backend"] in BACKENDS

@@ -90,7 +90,7 @@ def test_mismatched_set_is_a_clear_error(tmp_path):
         (lambda d: d["annotations"][0]["keypoints"].__setitem__(2, 3), "must be 0, 1 or 2"),
         (lambda d: d["annotations"][0].update(num_keypoints=1), "field 'num_keypoints'"),
         (lambda d: d["annotations"][0].update(bbox=[1, 2, 3]), "field 'bbox'"),
-        (lambda d: d["annotations"][0].update(category_id=5), "no category 5"),
+        (lambda d: d["annotations"][0].update(category_id=5), "no category has id 5"),
         (lambda d: d.pop("categories"), "field 'categories'"),
     ],
 )

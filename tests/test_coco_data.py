@@ -13,6 +13,7 @@ from common.coco import CocoFormatError, read_coco_json
 from common.coco_data import coco_test_people
 from common.config import load_config
 from common.keypoints import KeypointSetError
+from common.motion_data import DataFormatError
 from common.stage_data import load_training_table
 from common.synthetic.motion_coco import (
     DETECTIONS_JSON,
@@ -90,7 +91,7 @@ def test_test_people_from_detections_and_ground_truth(coco_set):
     everything = coco_test_people(
         _cfg(coco_set, "TEST.COCO_BBOX_FILE", DETECTIONS_JSON, "TEST.IMAGE_THRE", "0.0"), LOG)
     assert len(everything.boxes) == len(truth["annotations"]) + len(truth["images"])
-    with pytest.raises(CocoFormatError, match="detection results not found"):
+    with pytest.raises(DataFormatError, match="detection results not found"):
         coco_test_people(_cfg(coco_set, "TEST.COCO_BBOX_FILE", "none.json"), LOG)
 
 

@@ -121,7 +121,8 @@ def test_score_tool_prints_cocoevals_ap_last(tmp_path):
     assert "pck@0.1:" in done.stdout and "APm:" in done.stdout
     results[0]["image_id"] = 99
     write_json(tmp_path / "results.json", results)
-    bad = _score("--pred", str(tmp_path / "results.json"), "--truth", str(tmp_path / "truth.json"))
+    bad = _score("--pred", str(tmp_path / "results.json"), "--truth", str(tmp_path / "truth.json"),
+                 "--keypoints", str(five))
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: ") and "result 0, field 'image_id'" in bad.stderr
 

@@ -17,7 +17,7 @@ from common.run_dir import output_dir_for
 from common.synthetic.motion_coco import TEST_JSON, TRAIN_JSON, generate_motion_coco
 from HRNet_bbox.detect_engine import Detections
 from HRNet_keypoint.engine import build_model as build_keypoint_model
-from stages.people import PeopleModels, find_people
+from stages.multi_person import PeopleModels, find_people
 from tests.conftest import ROOT, load_tool
 
 DETECT_CFG = "experiments/bbox/tiny_cpu_detect.yaml"

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from common.config import load_config
+from common.errors import UserError
 from HRNet_bbox import engine as bbox_engine
 from HRNet_keypoint import engine as keypoint_engine
 from tests.conftest import ROOT, load_tool
@@ -68,8 +69,8 @@ def test_folder_of_mixed_images_with_stage_one(runs, tmp_path):
     table = pd.read_csv(out / "keypoints.csv")
     assert list(table["image"]) == ["a photo.JPG", "b.png", "c.jpeg"] and table.shape[1] == 50
     pictures = sorted(p.name for p in (out / "pictures").iterdir())
-    assert pictures == ["a photo.jpg", "b.jpg", "c.jpg"]
-    drawn = cv2.imread(str(out / "pictures" / "b.jpg"))
+    assert pictures == ["a photo.JPG", "b.png", "c.jpeg"]  # each under its input's name
+    drawn = cv2.imread(str(out / "pictures" / "b.png"))
     assert drawn.shape[1:] == (90, 3) and drawn.shape[0] > 160  # the legend below
 
 
@@ -114,14 +115,10 @@ def test_every_backend_gives_the_plain_keypoints(runs, tmp_path, backend):
     np.testing.assert_allclose(points[backend], points["torch"], atol=0.05)
 
 
-def test_not_an_image_nor_a_video_is_a_one_line_error(runs, tmp_path, capsys):
+def test_not_an_image_nor_a_video_is_a_user_error(runs, tmp_path):
     bad = tmp_path / "data.bin"
     bad.write_bytes(b"\x00\x01 definitely not media" * 10)
-    code = _infer("--input", str(bad), "--keypoint-cfg", KEYPOINT_CFG, "--keypoint-output",
-                  str(runs / "kp"), "--boxes", str(tmp_path / "none.json"), "--out",
-                  str(tmp_path / "o"))
-    err = capsys.readouterr().err
-    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
-    assert "neither an image nor a video" in err
-    assert _infer("--input", str(bad), "--keypoint-cfg", KEYPOINT_CFG, "--keypoint-output",
-                  str(runs / "kp"), "--out", str(tmp_path / "o")) == 2
+    with pytest.raises(UserError, match="neither an image nor a video"):
+        _infer("--input", str(bad), "--keypoint-cfg", KEYPOINT_CFG, "--keypoint-output",
+               str(runs / "kp"), "--out", str(tmp_path / "o"))
+    assert not (tmp_path / "o").exists()

@@ -72,7 +72,8 @@ def test_smooth_on_an_image_warns_and_draws_people(crossing, tmp_path, capsys):
     assert "--smooth" in capsys.readouterr().err
     entries = json.loads((out / "keypoints.json").read_text())
     assert len(entries) == 2 and all("track_id" not in e for e in entries)
-    drawn = cv2.imread(str(out / "pictures" / "still.jpg"))
+    [picture] = (out / "pictures").glob("still.*")
+    drawn = cv2.imread(str(picture))
     assert drawn.shape[1] == 256 and drawn.shape[0] > 144
 
 

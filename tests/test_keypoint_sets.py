@@ -129,7 +129,7 @@ def test_user_set_of_five(tmp_path, name):
         ({"flip_pairs": [["left_hand", "right_hand"], ["left_hand", "left_foot"]]},
          "'flip_pairs': joints paired twice: \\['left_hand'\\]"),
         ({"sigmas": [0.1, 0.1]}, "'sigmas': expected a list of 5 numbers"),
-        ({"sigmas": [0.1, 0.1, 0.0, 0.1, 0.1]}, "'sigmas': value 2 \\(0.0\\) must be a number > 0"),
+        ({"sigmas": [0.1, 0.1, 0.0, 0.1, 0.1]}, "'sigmas': value 2 \\(0.0\\) must be a finite"),
         ({"upper_body": ["neck"]}, "'upper_body': unknown keypoint name 'neck'"),
         ({"colour": "red"}, "unknown fields \\['colour'\\]"),
     ],

@@ -31,6 +31,7 @@ from models.backends import (
     input_shape_for,
 )
 from models.calibration import calibration_table
+from models.openvino_backend import OpenVinoModel
 from models.quantize import calibration_indices, quantize_export, quantized_path
 from tests.conftest import ROOT
 from tests.test_backends import BBOX_CFG, CPU, KEYPOINT_CFG, saved_random_model
@@ -156,21 +157,38 @@ def test_int8_without_training_data_is_a_one_line_error(tiny_motion, tmp_path):
     assert not list(run.glob("*.int8-*.onnx"))
 
 
-@pytest.mark.parametrize("backend", ["torch", "fused"])
+def test_openvino_runs_the_cached_int8_graph(tiny_motion, keypoint_run):
+    fp32_cfg = keypoint_cfg(tiny_motion, "openvino")
+    images = held_out_crops(fp32_cfg)
+    fp32 = forward(keypoint_engine.load_model_for_test(fp32_cfg, keypoint_run, CPU), images)
+    cfg = keypoint_cfg(tiny_motion, "openvino-int8")
+    model = keypoint_engine.load_model_for_test(cfg, keypoint_run, CPU)
+    assert isinstance(model, OpenVinoModel) and model.precision == "f32"
+    int8 = forward(model, images)
+    assert int8.shape == fp32.shape and torch.isfinite(int8).all()
+    assert 0 < relative_error(int8, fp32) <= RELATIVE_BOUND
+    # the same QDQ graph as onnxruntime-int8's, quantised once beside the export
+    assert len([p for p in keypoint_run.glob("*.int8-*.onnx") if ".optimized-" not in p.name]) == 1
+
+
+@pytest.mark.parametrize("backend", ["torch", "fused", "openvino"])
 def test_bf16_is_close_to_fp32(tiny_motion, keypoint_run, backend):
     cfg = keypoint_cfg(tiny_motion, backend)
     images = held_out_crops(cfg)
     fp32 = forward(keypoint_engine.load_model_for_test(cfg, keypoint_run, CPU), images)
     bf16_cfg = keypoint_cfg(tiny_motion, backend, "TEST.BF16", "True")
     model = keypoint_engine.load_model_for_test(bf16_cfg, keypoint_run, CPU)
-    assert isinstance(model, Bfloat16)
-    assert isinstance(model.model, ChannelsLast) == (backend == "fused")
+    if backend == "openvino":
+        assert isinstance(model, OpenVinoModel) and model.precision == "bf16"
+    else:
+        assert isinstance(model, Bfloat16)
+        assert isinstance(model.model, ChannelsLast) == (backend == "fused")
     bf16 = forward(model, images)
     assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
     assert 0 < relative_error(bf16, fp32) <= RELATIVE_BOUND
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "onnxruntime-int8"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "onnxruntime-int8", "openvino-int8"])
 def test_bf16_is_refused_with_onnxruntime(tiny_motion, keypoint_run, backend):
     cfg = keypoint_cfg(tiny_motion, backend, "TEST.BF16", "True")
     with pytest.raises(ConfigError, match="TEST.BF16 .* no bfloat16 convolutions"):

@@ -81,7 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--matmul-size", type=positive_int, default=4096, help="peak matmul N")
     parser.add_argument("--backends", default="",
                         help="optimised backends (default: fused,onnxruntime on CPU, fused on "
-                             "CUDA, where onnxruntime runs on the CPU)")  # fmt: skip
+                             "CUDA, where onnxruntime runs on the CPU; onnxruntime with "
+                             "--against-reference, where NAME:bf16 adds TEST.BF16 True)")
     parser.add_argument("--out", type=Path, help="JSON report (default output/benchmark.json, "
                         "output/against_reference.json with --against-reference)")
     parser.add_argument("--against-reference", action="store_true",

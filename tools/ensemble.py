@@ -18,8 +18,9 @@ import _bootstrap  # noqa: F401
 
 from common.cli import run_tool
 from common.distributed import default_device
-from common.errors import ConfigError
+from common.errors import ConfigError, MissingFileError
 from HRNet_keypoint.ensemble import (
+    check_weights,
     ensemble_model_folders,
     ensemble_results,
     read_result,
@@ -42,8 +43,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
+    check_weights(args.weights, len(args.inputs))  # before any file is read or model built
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logger = logging.getLogger("ensemble")
+    missing = [str(path) for path in args.inputs if not path.exists()]
+    if missing:
+        raise MissingFileError(f"--inputs: {len(missing)} not found, e.g. {missing[:3]}; pass "
+                               "result files or trained run folders")  # fmt: skip
+    if args.out.resolve() in [path.resolve() for path in args.inputs] or args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is one of the inputs or a folder; name a new file")
     folders = [path.is_dir() for path in args.inputs]
     if all(folders):
         if args.median:

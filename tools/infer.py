@@ -1,16 +1,21 @@
-"""Keypoints on any image, folder of images or video, without a CSV or a truth file.
+"""Every person's keypoints on an image, a folder of images or a video.
 
-python tools/infer.py --input clip.mp4 --keypoint-cfg experiments/keypoint/tiny_cpu_keypoint.yaml \
-    --keypoint-output RUN2 --bbox-cfg experiments/bbox/tiny_cpu_bbox.yaml --bbox-output RUN1 \
-    --out predictions/ [KEY VALUE ...]
+python tools/infer.py --input photos/ --cfg experiments/coco/w48_384x288.yaml \
+    --weights pose_hrnet_w48_384x288.pth [--out predictions/] [KEY VALUE ...]
 
-Boxes come from stage one (``--bbox-cfg`` and ``--bbox-output``) or from ``--boxes FILE``: a
-JSON list of ``{file_name | frame, bbox [x, y, w, h], score}`` (several per image allowed; this
-tool's own keypoints.json works) or a stage-one ``test_annotation.pkl``. Writes
-``OUT/keypoints.json`` (one entry per person: ``file_name`` or ``frame``, ``bbox``,
-``keypoints`` [x, y, score] triples in original pixels, ``score``), ``OUT/keypoints.csv`` and
-the drawn pictures (``OUT/pictures/``) or, for a video, ``OUT/<video name>_keypoints.mp4``.
-``KEY VALUE`` overrides go to both configs (e.g. ``TEST.BACKEND onnxruntime``).
+Weights: ``--weights FILE`` (the official pose_hrnet_*.pth, an MMPose td-hm_hrnet checkpoint,
+or this project's model_best.pth; same as ``TEST.MODEL_FILE FILE``) or ``--keypoint-output
+RUN`` (a run folder holding model_best.pth). Boxes, best first: ``--boxes FILE`` (a JSON list
+of ``{file_name | frame | image_id, bbox [x, y, w, h], score}``: this tool's keypoints.json,
+hand-written boxes or COCO detection results; or a stage-one ``test_annotation.pkl``), a box
+model (``--bbox-cfg`` and ``--bbox-output``), or else the whole picture. ``--det-thr`` drops
+boxes scoring below it, ``--max-people`` keeps the best N of each picture.
+
+Writes ``OUT/keypoints.json`` (per person: ``file_name`` or ``frame``, ``bbox``, ``keypoints``
+[x, y, score] triples in original pixels, ``score``), ``OUT/keypoints.csv``, and the drawn
+pictures (``OUT/pictures/``, each under its input's name) or ``OUT/<video>_keypoints.mp4``.
+A run that fails leaves no output folder; pictures that cannot be read are named at the end
+(exit 2) after the others' results are written. ``KEY VALUE`` overrides go to both configs.
 
 Each person is drawn in its own colour with its number, joints scored below ``--kp-thr`` faint,
 and a legend below the picture. On a video every person gets a ``track_id`` (kept across
@@ -21,171 +26,165 @@ track's keypoints (One Euro, ``--smooth-min-cutoff``, ``--smooth-beta``, ``--smo
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-import cv2
 import numpy as np
-import pandas as pd
 import torch
-from tqdm import tqdm
 
-from common.box_files import read_box_annotations
-from common.config import load_config
-from common.io import ImageReadError, atomic_path
+from common.config import load_config, positive_int
+from common.errors import UserError
 from common.keypoint_config import config_keypoint_set
-from common.keypoints import KeypointSetError, coordinate_columns
-from common.media import Media, MediaError, iterate_chunks, open_media
-from common.motion_data import DataFormatError
+from common.media import iterate_chunks, open_media
+from common.progress import progress
 from common.seed import seed_everything
-from common.tracking import add_video_arguments, track_people, tracker_from_arguments
-from common.visualize import draw_people
-from HRNet_bbox import engine as bbox_engine
+from common.tracking import PeopleTracker, add_video_arguments, tracker_from_arguments
 from HRNet_keypoint import engine as keypoint_engine
-from HRNet_keypoint.coco_results import rescore
+from stages.infer_output import PeopleWriter, check_out_folder, staged_folder
+from stages.people import ModelBoxes, PicturePeople, WholePicture, given_boxes, predict_people
 
 CHUNK = 16  # images or frames decoded at a time
+# Keys a user may expect infer to read, which it does not (it reads no data set): what to do.
+UNREAD_KEYS = {
+    "TEST.USE_GT_BBOX": "infer's boxes come from --boxes, --bbox-cfg or the whole picture",
+    "TEST.BOX_SOURCE": "infer's boxes come from --boxes, --bbox-cfg or the whole picture",
+    "TEST.COCO_BBOX_FILE": "give the detections to infer as --boxes FILE",
+    "DATASET.BOX_FILE": "give the box file to infer as --boxes FILE",
+}
 
 
-def read_boxes_file(path: Path) -> dict[str, list[tuple[list[float], float]]]:
-    """name (file name, or ``frame_<n>``) -> [(box, score)] from a JSON list or a box pickle."""
-    if path.suffix.lower() == ".pkl":
-        return {name: [(r["bbox"], 1.0)] for name, r in read_box_annotations(path).items()}
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise DataFormatError(f"--boxes {path}: cannot read as JSON: {error}") from error
-    boxes: dict[str, list] = {}
-    for index, entry in enumerate(entries if isinstance(entries, list) else [None]):
-        ok = isinstance(entry, dict) and ("file_name" in entry or "frame" in entry)
-        box = entry.get("bbox") if ok else None
-        if not ok or not (isinstance(box, list) and len(box) == 4):
-            raise DataFormatError(f"--boxes {path}: entry {index}: expected {{file_name or "
-                                  "frame, bbox [x, y, w, h], score}")
-        name = entry["file_name"] if "file_name" in entry else f"frame_{int(entry['frame']):06d}"
-        boxes.setdefault(str(name), []).append(([float(v) for v in box],
-                                                float(entry.get("score", 1.0))))
-    return boxes
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
-def _entry(media: Media, name: str, box, keypoints, scores, score, track_id) -> dict:
-    where = {"frame": int(name.split("_")[1])} if media.kind == "video" else {"file_name": name}
-    triples = np.concatenate([keypoints, scores[:, None]], axis=1).ravel().tolist()
-    tracked = {} if track_id is None else {"track_id": int(track_id)}
-    return {**where, "bbox": [float(v) for v in box], "keypoints": triples,
-            "score": float(score), **tracked}
+def _stage_one_boxes(args: argparse.Namespace, device: torch.device) -> ModelBoxes:
+    from HRNet_bbox import engine as bbox_engine  # only here: it imports albumentations (~1 s)
+
+    cfg = load_config(args.bbox_cfg, args.opts, unread=UNREAD_KEYS)
+    model = bbox_engine.load_model_for_test(cfg, args.bbox_output, device)
+
+    def predict(names, images):
+        found = bbox_engine.predict_boxes_xywh(model, cfg, [Path(n) for n in names], device,
+                                               images=list(images))
+        return [[(np.asarray(box, dtype=np.float64), 1.0)] for box in found]
+
+    return ModelBoxes(predict, f"stage one's box model of {args.bbox_output}")
+
+
+def _keypoint_config(args: argparse.Namespace):
+    opts = list(args.opts)
+    if args.weights is not None:
+        opts += ["TEST.MODEL_FILE", str(args.weights)]
+    cfg = load_config(args.keypoint_cfg, opts, unread=UNREAD_KEYS)
+    if args.keypoint_output is None and not cfg.TEST.MODEL_FILE:
+        raise UserError("no weights given: pass --weights FILE (a checkpoint) or "
+                        "--keypoint-output RUN (a run folder holding model_best.pth)")
+    if args.keypoint_output is not None and not args.keypoint_output.is_dir():
+        raise UserError(f"--keypoint-output {args.keypoint_output} is not a folder: give the "
+                        "run folder of a keypoint training run, or --weights FILE")
+    return cfg
+
+
+def _track(picture: PicturePeople, tracker: PeopleTracker | None) -> None:
+    """Video: each person's track id and (with --smooth) filtered keypoints, in place."""
+    if tracker is None or not picture.people:
+        return
+    people = picture.people
+    ids, keypoints = tracker.update(int(picture.name.split("_")[1]),
+                                    np.array([p.box for p in people]),
+                                    np.array([p.keypoints for p in people]),
+                                    np.array([p.keypoint_scores for p in people]))
+    for person, track_id, points in zip(people, ids, keypoints, strict=True):
+        person.track_id, person.keypoints = int(track_id), points
 
 
 def run(args: argparse.Namespace) -> dict:
-    keypoint_cfg = load_config(args.keypoint_cfg, args.opts)
+    """Check everything, then predict every picture into a staged folder moved to ``--out``."""
+    keypoint_cfg = _keypoint_config(args)
     seed_everything(keypoint_cfg.RANDOMSEED, keypoint_cfg)
     kp_set = config_keypoint_set(keypoint_cfg)
     media = open_media(args.input)
-    for folder in (args.keypoint_output, args.bbox_output):
-        if folder is not None and not folder.is_dir():
-            raise FileNotFoundError(f"{folder} does not exist: train that stage first")
+    check_out_folder(args.out)
+    if args.boxes is not None:
+        source = given_boxes(args.boxes, media, args.category_id, _warn)
+    elif args.bbox_cfg is not None:
+        source = None  # built after the keypoint model, as before: both load strictly
+    else:
+        source = WholePicture()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    keypoint_model = keypoint_engine.load_model_for_test(keypoint_cfg, args.keypoint_output,
-                                                         device)
-    given = read_boxes_file(args.boxes) if args.boxes else None
-    if given is None:
-        bbox_cfg = load_config(args.bbox_cfg, args.opts)
-        box_model = bbox_engine.load_model_for_test(bbox_cfg, args.bbox_output, device)
-    args.out.mkdir(parents=True, exist_ok=True)
-    if media.kind != "video":
-        (args.out / "pictures").mkdir(exist_ok=True)
-    writer, video_path, entries = None, args.out / f"{media.path.stem}_keypoints.mp4", []
+    model = keypoint_engine.load_model_for_test(keypoint_cfg, args.keypoint_output, device)
+    if source is None:
+        source = _stage_one_boxes(args, device)
+    print(f"boxes: {source.describe}", file=sys.stderr)
     video = media.kind == "video"
     tracker = tracker_from_arguments(args, kp_set.sigmas, media.fps) if video else None
     if args.smooth and not video:
-        print("warning: --smooth filters keypoints over a video's frames; it has no effect on "
-              f"{media.kind} input", file=sys.stderr)
-    progress = tqdm(total=(media.frames or None) if video else len(media.files),
-                    desc=f"infer {media.kind}", unit="frame" if video else "image")
+        _warn(f"--smooth filters keypoints over a video's frames; it has no effect on "
+              f"{media.kind} input")
+    unreadable: list[str] = []
+    outside: list[str] = []
+    with staged_folder(args.out) as folder:
+        writer = PeopleWriter(folder, media, kp_set, args.kp_thr)
+        chunks = iterate_chunks(media, CHUNK, unreadable)
+        pictures = predict_people(chunks, source, model, keypoint_cfg, device,
+                                  args.det_thr, args.max_people, outside)
+        total = media.frames or None if media.kind == "video" else len(media.files)
+        for picture in progress(pictures, f"infer {media.kind}", total,
+                                "frames" if media.kind == "video" else "images"):
+            _track(picture, tracker)
+            writer.add(picture)
+        summary = writer.close()
+    if outside:
+        _warn(f"{len(outside)} pictures had boxes outside the picture, left out: "
+              f"{', '.join(outside[:5])}{' ...' if len(outside) > 5 else ''}")
+    return {**summary, "unreadable": unreadable, "out": str(args.out)}
+
+
+def _score_threshold(text: str) -> float:
     try:
-        for chunk in iterate_chunks(media, CHUNK):
-            names, images = [n for n, _ in chunk], [im for _, im in chunk]
-            if given is None:
-                found = bbox_engine.predict_boxes_xywh(
-                    box_model, bbox_cfg, [Path(n) for n in names], device, images=images)
-                people = [(i, box, 1.0) for i, box in enumerate(found)]
-            else:
-                people = [(i, box, score) for i, n in enumerate(names)
-                          for box, score in given.get(n, [])]
-            if people:
-                coords, scores = keypoint_engine.predict_boxes_scored(
-                    keypoint_model, keypoint_cfg, [Path(names[i]) for i, _, _ in people],
-                    np.array([box for _, box, _ in people]), device,
-                    images=[images[i] for i, _, _ in people])
-                person_scores = rescore(np.array([s for _, _, s in people]), scores,
-                                        keypoint_cfg.TEST.IN_VIS_THRE)
-            # Video: track ids across frames (and --smooth'ed keypoints), common/tracking.py.
-            numbers = [sum(j == i for j, _, _ in people[:k + 1]) for k, (i, _, _) in
-                       enumerate(people)]
-            if tracker is not None and people:
-                numbers, coords = track_people(
-                    tracker, np.array([int(names[i].split("_")[1]) for i, _, _ in people]),
-                    np.array([box for _, box, _ in people], dtype=np.float64), coords, scores)
-            on_picture: list[list] = [[] for _ in images]
-            for k, (i, box, _) in enumerate(people):
-                entries.append(_entry(media, names[i], box, coords[k], scores[k],
-                                      person_scores[k], numbers[k] if video else None))
-                on_picture[i].append((numbers[k], coords[k], scores[k], np.asarray(box)))
-            drawn = [draw_people(image, found, args.kp_thr, kp_set.skeleton, tracked=video)
-                     for image, found in zip(images, on_picture, strict=True)]
-            for name, picture in zip(names, drawn, strict=True):
-                if media.kind != "video":
-                    cv2.imwrite(str(args.out / "pictures" / f"{Path(name).stem}.jpg"), picture)
-                    continue
-                if writer is None:
-                    size = (picture.shape[1], picture.shape[0])
-                    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"),
-                                             media.fps, size)
-                writer.write(picture)
-            progress.update(len(chunk))
-    finally:
-        progress.close()
-        if writer is not None:
-            writer.release()
-    with atomic_path(args.out / "keypoints.json") as tmp:
-        tmp.write_text(json.dumps(entries), encoding="utf-8")
-    key = "frame" if media.kind == "video" else "file_name"
-    table = pd.DataFrame(
-        [[e[key], e["score"], *np.asarray(e["keypoints"]).reshape(-1, 3)[:, :2].ravel()]
-         for e in entries],
-        columns=["image", "score", *coordinate_columns(kp_set.names)])
-    with atomic_path(args.out / "keypoints.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    return {"kind": media.kind, "people": len(entries), "out": str(args.out),
-            "video": str(video_path) if writer is not None else None}
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input", type=Path, required=True, help="image, folder or video")
-    parser.add_argument("--keypoint-cfg", required=True)
-    parser.add_argument("--keypoint-output", type=Path, required=True, help="stage two's run")
-    parser.add_argument("--bbox-cfg")
-    parser.add_argument("--bbox-output", type=Path, help="stage one's run folder")
-    parser.add_argument("--boxes", type=Path, help="boxes instead of stage one (JSON or .pkl)")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cfg", "--keypoint-cfg", dest="keypoint_cfg", required=True,
+                        help="the keypoint model's config (e.g. experiments/coco/*.yaml)")
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument("--weights", type=Path, help="checkpoint file (TEST.MODEL_FILE)")
+    weights.add_argument("--keypoint-output", type=Path, help="run folder with model_best.pth")
+    parser.add_argument("--boxes", type=Path, help="box or detection file (JSON or .pkl)")
+    parser.add_argument("--bbox-cfg", help="box model's config (with --bbox-output)")
+    parser.add_argument("--bbox-output", type=Path, help="box model's run folder")
+    parser.add_argument("--det-thr", type=_score_threshold, default=0.0,
+                        help="drop boxes scoring below this (default 0: keep all)")
+    parser.add_argument("--max-people", type=positive_int, help="keep the best N per picture")
+    parser.add_argument("--category-id", type=int, help="use only boxes of this category")
+    parser.add_argument("--out", type=Path, default=Path("predictions"))
     add_video_arguments(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE for both configs")
     args = parser.parse_args(argv)
-    if bool(args.boxes) == bool(args.bbox_cfg and args.bbox_output):
-        print("error: give either --bbox-cfg and --bbox-output (stage one) or --boxes FILE",
-              file=sys.stderr)
+    if (args.bbox_cfg is None) != (args.bbox_output is None):
+        parser.error("--bbox-cfg and --bbox-output go together (the box model and its run)")
+    if args.boxes is not None and args.bbox_cfg is not None:
+        parser.error("give either --boxes FILE or a box model (--bbox-cfg, --bbox-output)")
+    summary = run(args)
+    print(f"{summary['kind']}: {summary['people']} people in {summary['pictures']} pictures; "
+          f"wrote {summary['out']}/keypoints.json"
+          + (f" and {summary['video']}" if summary.get("video") else ""))
+    if summary["unreadable"]:
+        bad = summary["unreadable"]
+        print(f"error: {len(bad)} of {len(bad) + summary['pictures']} pictures could not be read "
+              f"and have no results: {'; '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}; the "
+              f"others' results are in {summary['out']}", file=sys.stderr)
         return 2
-    try:
-        summary = run(args)
-    except (MediaError, DataFormatError, KeypointSetError, ImageReadError,
-            FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"{summary['kind']}: {summary['people']} people; wrote {summary['out']}/keypoints.json"
-          + (f" and {summary['video']}" if summary["video"] else ""))
     return 0
 
 
@@ -193,3 +192,4 @@ if __name__ == "__main__":
     from common.cli import run_tool
 
     run_tool(main)
+

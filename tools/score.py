@@ -10,11 +10,13 @@ Gestures (the truth has ``Image_Path`` and ``pose_id``, the prediction ``Image_P
     python tools/score.py --pred submission.csv --truth test_answer.csv
 prints the accuracy and last ``logloss: <value>``.
 
-COCO keypoint results (any keypoint set; sigmas from ``--keypoints`` or the truth's category):
+COCO keypoint results (any keypoint set; sigmas from ``--keypoints``, else from the built-in set
+with the truth category's keypoint names; a truth that matches none is refused, never scored
+with guessed sigmas):
     python tools/score.py --pred keypoints_test_results.json --truth person_keypoints_test.json
 prints OKS AP/AR (pycocotools), PCK@0.05/0.1 of the box size and the end-point error per
-keypoint, and last ``ap: <value>``. Keypoint CSVs also get PCK and end-point error (boxes: the
-truth's keypoint extents).
+keypoint, where the sigmas came from, and last ``ap: <value>``. Keypoint CSVs also get PCK and
+end-point error (boxes: the truth's keypoint extents).
 
 Rows are matched by image name, so their order does not matter. A prediction that cannot be
 scored (wrong columns, missing or extra rows, NaN) is refused with exit code 2.
@@ -251,6 +253,7 @@ def _print_pck(result: dict) -> None:
 def _print_coco(result: dict) -> None:
     print(f"people: {result['people']}  matched to a prediction: {result['matched']}  "
           f"keypoint set: {result['keypoint_set']}")
+    print(f"OKS sigmas from {result['sigmas_from']}")
     _print_pck(result)
     for name in AP_NAMES:
         print(f"{name}: {result[name]:.6f}")

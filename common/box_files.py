@@ -218,7 +218,8 @@ def read_json_text(path: Path, what: str) -> Any:
     """Parse a JSON file; missing, unreadable, non-UTF-8, malformed or absurdly nested files
     are one ``DataFormatError`` naming ``what`` the file was given as."""
     if not path.is_file():
-        raise DataFormatError(f"{what} not found: {path}; check the path")
+        problem = "is a folder, not a file" if path.is_dir() else "not found"
+        raise DataFormatError(f"{what} {problem}: {path}; check the path")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:

@@ -33,6 +33,10 @@ CLASSIFICATION = "imagenet-classification"
 
 _MMPOSE_HEADS = ("head.", "keypoint_head.")
 _CLASSIFICATION_HEAD = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")
+# MMPose's normalisation buffers (unpublished checkpoints keep them): the ImageNet mean and std
+# in 0-255 pixels, which is what this project's crops are normalised with.
+_MMPOSE_NORMALISATION = {"data_preprocessor.mean": (123.675, 116.28, 103.53),
+                         "data_preprocessor.std": (58.395, 57.12, 57.375)}
 _EXTRA_FUSE = re.compile(r"^stage4\.\d+\.fuse_layers\.[1-9]\d*\.")
 
 
@@ -61,6 +65,15 @@ def _from_mmpose(state: Mapping[str, torch.Tensor], source: str) -> dict[str, to
     for key, tensor in state.items():
         if key.startswith("backbone."):
             renamed[key.removeprefix("backbone.")] = tensor
+            continue
+        if key in _MMPOSE_NORMALISATION:
+            if not torch.allclose(tensor.double().flatten(),
+                                  torch.tensor(_MMPOSE_NORMALISATION[key], dtype=torch.double),
+                                  atol=1e-3):
+                raise CheckpointError(
+                    f"{source}: {key} is {tensor.flatten().tolist()}, not the ImageNet "
+                    f"{list(_MMPOSE_NORMALISATION[key])} this project normalises with; the "
+                    "model was trained on other inputs")
             continue
         head = next((h for h in _MMPOSE_HEADS if key.startswith(h)), None)
         if head is not None and key.startswith(f"{head}final_layer."):

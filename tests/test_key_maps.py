@@ -63,6 +63,15 @@ def test_mmpose_checkpoint_with_wrong_joints_or_head_is_refused(tmp_path) -> Non
     torch.save(mmpose_checkpoint(tiny(joints=17).state_dict()), path)
     with pytest.raises(CheckpointMismatchError, match="17 joints.*MODEL.NUM_JOINTS says 24"):
         load_state_dict_strict(tiny(joints=24), path)
+    unpublished = mmpose_checkpoint(tiny().state_dict())  # normalisation buffers kept
+    unpublished["state_dict"]["data_preprocessor.mean"] = torch.tensor([123.675, 116.28, 103.53])
+    unpublished["state_dict"]["data_preprocessor.std"] = torch.tensor([1.0, 1.0, 1.0])
+    torch.save(unpublished, path)
+    with pytest.raises(CheckpointError, match="data_preprocessor.std.*ImageNet"):
+        load_state_dict_strict(tiny(), path)
+    unpublished["state_dict"]["data_preprocessor.std"] = torch.tensor([58.395, 57.12, 57.375])
+    torch.save(unpublished, path)
+    load_state_dict_strict(tiny(), path)
     deconv = mmpose_checkpoint(tiny().state_dict())
     deconv["state_dict"]["head.deconv_layers.0.weight"] = torch.zeros(8, 8, 4, 4)
     torch.save(deconv, path)

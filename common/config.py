@@ -23,7 +23,7 @@ from common.dataset_format import format_compat_keys, normalise_dataset_format
 
 _C = CN()
 
-# Which stage a config drives: 'keypoint' (stage two), 'bbox' (stage one) or 'gesture'.
+# Which stage a config drives: 'keypoint' (stage two), 'bbox', 'detect' (stage one) or 'gesture'.
 _C.TASK = "keypoint"
 _C.OUTPUT_DIR = "output"
 _C.LOG_DIR = "log"
@@ -34,8 +34,7 @@ _C.PRINT_FREQ = 20
 _C.AUTO_RESUME = False
 _C.PIN_MEMORY = True
 _C.RANK = 0
-# Keys the competition solution added; RANDOMSEED and TEST_RATIO are used, the others are kept
-# so that its YAMLs load (INPUT_SIZE and LAMB had no effect there either).
+# The competition solution's keys: RANDOMSEED, TEST_RATIO used; the rest kept so its YAMLs load.
 _C.RANDOMSEED = 42
 _C.TEST_RATIO = 0.1
 _C.INPUT_SIZE = 0
@@ -68,6 +67,8 @@ _C.MODEL.BBOX_HEAD = "pooled"
 # Stage two, issue 13: unbiased data processing (crop, targets and decoding map pixel centres
 # with (size - 1) scaling; HRNet_keypoint/codecs/udp.py). Off reproduces the official numerics.
 _C.MODEL.UDP = False
+_C.MODEL.DETECTOR = CN({"NAME": "fcos", "FPN_CHANNELS": 256, "WEIGHTS": "", "SCORE_THRE": 0.05,
+                        "MAX_DETECTIONS": 100})  # TASK detect: see HRNet_bbox/detector.py
 # Stage two's codec (targets, decoding, crop; HRNet_keypoint/codecs/): 'quarter' (official),
 # 'dark' (sub-pixel targets, DARK decoding), 'udp'; '' reads MODEL.UDP, then TEST.DECODE.
 _C.MODEL.CODEC = ""
@@ -93,7 +94,6 @@ _C.DATASET.ROT_FACTOR = 30
 _C.DATASET.PROB_HALF_BODY = 0.0
 _C.DATASET.NUM_JOINTS_HALF_BODY = 8
 _C.DATASET.COLOR_RGB = False
-# Project keys.
 _C.DATASET.GROUP_SPLIT = False  # split by subject id so one sequence never straddles splits
 _C.DATASET.DROP_ROWS = []  # positional rows of TRAIN_CSV to drop
 # Also drop the 104 rows the reference never trained on (its delete_list; real data only).

@@ -24,7 +24,7 @@ from common.gesture.refiner_statistics import STATISTICS as REFINER_STATISTICS
 
 # Keys with a fixed set of values (compared after ``str.lower()`` where the stage lowercases).
 CHOICES: dict[str, tuple[str, ...]] = {
-    "TASK": ("keypoint", "bbox", "gesture"),  # stages.STAGE_MODULES
+    "TASK": ("keypoint", "bbox", "detect", "gesture"),  # stages.STAGE_MODULES
     "TEST.DECODE": ("quarter", "dark"),  # HRNet_keypoint.codecs.udp.REFINEMENTS
     "TEST.BOX_SOURCE": ("file", "truth"),  # HRNet_keypoint.engine.BOX_SOURCES
     "MODEL.BBOX_HEAD": ("reference", "pooled"),  # HRNet_bbox.model.BOX_HEADS

@@ -15,9 +15,6 @@ import yaml
 
 from common.errors import ConfigError
 
-# Keys whose test-time value must equal the training value.
-TRAINED_KEYS = ("MODEL.UDP",)
-
 
 def _value(tree: dict, key: str) -> object:
     node: object = tree
@@ -28,14 +25,24 @@ def _value(tree: dict, key: str) -> object:
     return node
 
 
+def _unbiased(tree: dict) -> bool:
+    """Whether a config crops in the UDP frame: ``MODEL.UDP``, or ``MODEL.CODEC udp`` (the
+    codec registry's name for the same geometry)."""
+    return bool(_value(tree, "MODEL.UDP")) or _value(tree, "MODEL.CODEC") == "udp"
+
+
+def _describe(on: bool) -> str:
+    return "on (MODEL.UDP True or MODEL.CODEC udp)" if on else "off"
+
+
 def check_trained_with(cfg: object, weights: Path, logger: logging.Logger | None = None) -> None:
-    """Refuse a test config whose ``TRAINED_KEYS`` differ from the ``config.yaml`` beside
+    """Refuse a test config whose UDP geometry differs from the ``config.yaml`` beside
     ``weights`` (a run or fold folder); weights without one are not checked (logged)."""
     record = Path(weights).parent / "config.yaml"
     if not record.is_file():
         if logger is not None:
-            logger.info("no %s beside %s: cannot check that %s match training", record.name,
-                        weights, ", ".join(TRAINED_KEYS))  # fmt: skip
+            logger.info("no %s beside %s: cannot check that MODEL.UDP matches training",
+                        record.name, weights)  # fmt: skip
         return
     try:
         trained = yaml.safe_load(record.read_text(encoding="utf-8"))
@@ -44,12 +51,11 @@ def check_trained_with(cfg: object, weights: Path, logger: logging.Logger | None
                           "test the weights from another folder with TEST.MODEL_FILE") from None
     if not isinstance(trained, dict):
         raise ConfigError(f"{record}: expected the training config as a YAML mapping")
-    for key in TRAINED_KEYS:
-        was = _value(trained, key)
-        now = _value(cfg, key)  # a yacs CfgNode is a dict
-        if was is not None and was != now:
-            raise ConfigError(
-                f"{key} is {now} at test time but {weights} was trained with {key} {was} "
-                f"({record}); it changes the crop and decode geometry and would move every "
-                f"prediction: set {key} {was} (or drop the override)"
-            )
+    was, now = _unbiased(trained), _unbiased(cfg)  # a yacs CfgNode is a dict
+    if was != now:
+        raise ConfigError(
+            f"MODEL.UDP is {now} at test time but {weights} was trained with MODEL.UDP {was} "
+            f"(unbiased data processing {_describe(was)}, {record}); it changes the crop and "
+            f"decode geometry and would move every prediction: set MODEL.UDP {was}"
+            + ("" if was else " and MODEL.CODEC other than udp") + " (or drop the override)"
+        )

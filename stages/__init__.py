@@ -14,6 +14,7 @@ from common.stage import StageTask
 
 STAGE_MODULES = {
     "bbox": ("HRNet_bbox.engine", "BOX_STAGE"),
+    "detect": ("HRNet_bbox.detect_engine", "DETECT_STAGE"),
     "keypoint": ("HRNet_keypoint.engine", "KEYPOINT_STAGE"),
     "gesture": ("common.gesture.stage", "GESTURE_STAGE"),
 }

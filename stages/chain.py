@@ -1,6 +1,10 @@
 """The test-time chain as library code: boxes (stage one), keypoints on those boxes (stage
 two), ``result.csv``, and the score when the truth is given.
 
+Stage one is the single-box head (TASK bbox) or the detector (TASK detect), whose best box an
+image then stands in for the single box. A COCO-format test set (``DATASET.FORMAT coco``) takes
+the multi-person chain of ``stages.coco_chain`` instead.
+
 Each test image is decoded once, in chunks, and shared by both stages. The chain writes the same
 files as the two-step way: ``<bbox_output>/test_annotation.pkl`` and ``<keypoint_output>/
 result.csv``. ``tools/pipeline.py`` and ``benchmarks/`` call ``run_chain``.
@@ -30,6 +34,7 @@ from common.stage_data import (
     truth_by_name,
 )
 from HRNet_bbox import engine as bbox_engine
+from HRNet_bbox.detect_engine import detect, load_detector_for_test
 from HRNet_keypoint import engine as keypoint_engine
 
 CHUNK = 32  # images decoded at a time: bounded memory, one decode per image for both stages
@@ -46,11 +51,18 @@ def run_chain(
     compare_gt_boxes: bool = False,
 ) -> dict:
     """Run both stages on every test image; write the box file and ``result.csv``; score."""
+    if keypoint_cfg.DATASET.FORMAT == "coco":
+        from stages.coco_chain import run_coco_chain
+
+        return run_coco_chain(bbox_cfg, bbox_output, keypoint_cfg, keypoint_output, device,
+                              logger, compare_gt_boxes)  # fmt: skip
     names = test_image_names(keypoint_cfg)
     paths = test_image_paths(keypoint_cfg, names)
     logger.info("boxes: stage one's predictions, model of %s (the chain ignores "
                 "TEST.BOX_SOURCE)", bbox_output)  # fmt: skip
-    box_model = bbox_engine.load_model_for_test(bbox_cfg, bbox_output, device)
+    detector = bbox_cfg.TASK == "detect"
+    box_model = (load_detector_for_test(bbox_cfg, bbox_output, device) if detector
+                 else bbox_engine.load_model_for_test(bbox_cfg, bbox_output, device))
     keypoint_model = keypoint_engine.load_model_for_test(keypoint_cfg, keypoint_output, device)
     truth = None
     if truth_csv is not None:
@@ -66,9 +78,12 @@ def run_chain(
         part = slice(start, start + CHUNK)
         images = [read_image(p) for p in paths[part]]
         sizes[part] = [(im.shape[1], im.shape[0]) for im in images]
-        boxes[part] = bbox_engine.predict_boxes_xywh(
-            box_model, bbox_cfg, paths[part], device, images=images
-        )
+        if detector:
+            boxes[part] = detect(box_model, bbox_cfg, paths[part], device, images).top_boxes()
+        else:
+            boxes[part] = bbox_engine.predict_boxes_xywh(
+                box_model, bbox_cfg, paths[part], device, images=images
+            )
         coords[part] = keypoint_engine.predict_boxes(
             keypoint_model, keypoint_cfg, paths[part], boxes[part], device, images=images
         )
@@ -85,7 +100,7 @@ def run_chain(
     write_keypoint_csv(result, names, coords, kp_names)
     logger.info("wrote %s and %s", box_file, result)
     summary: dict = {"box_file": str(box_file), "result": str(result), "images": len(names),
-                     "box_source": "stage_one"}
+                     "box_source": "detector_top_box" if detector else "stage_one"}
     if truth is not None:
         gt_boxes = keypoint_extent_boxes(truth)
         train = load_training_table(keypoint_cfg)

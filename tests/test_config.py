@@ -16,7 +16,7 @@ EXPERIMENTS = sorted((ROOT / "experiments").rglob("*.yaml"))
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_experiment_file_loads(path: Path):
     cfg = load_config(path)
-    assert cfg.TASK in ("keypoint", "bbox", "gesture")
+    assert cfg.TASK in ("keypoint", "bbox", "detect", "gesture")
 
 
 def test_leaderboard_keypoint_config_has_reference_values():

@@ -353,3 +353,10 @@ def test_convert_bad_inputs_are_one_line(tmp_path):
     done = _tool("tools/convert.py", "coco2csv", "--json", str(tmp_path / "k.json"), "--out",
                  str(tmp_path / "k.csv"))  # fmt: skip
     _one_line_error(done, "cannot read as JSON")
+
+
+def test_udp_codec_at_test_time_must_match_training_too(data_set, tmp_path):
+    run = _run_folder(data_set, tmp_path, "True")
+    done = _tool("tools/test.py", "--cfg", CFG, "--output_path", str(run),
+                 *_opts(data_set, tmp_path, "MODEL.CODEC", "dark"))  # fmt: skip
+    _one_line_error(done, "MODEL.UDP is False at test time", "trained with MODEL.UDP True")

@@ -112,7 +112,7 @@ def test_no_stage_imports_the_other(stage: str, other: str) -> None:
 
 
 def test_every_task_has_a_stage_behind_the_interface() -> None:
-    assert sorted(STAGE_MODULES) == ["bbox", "gesture", "keypoint"]
+    assert sorted(STAGE_MODULES) == ["bbox", "detect", "gesture", "keypoint"]
     members = [name for name in vars(StageTask) if not name.startswith("_")]
     assert {"build_model", "train", "read_test_inputs", "load_for_test", "predict",
             "write_outputs"} <= set(members)  # fmt: skip

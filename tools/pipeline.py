@@ -1,6 +1,12 @@
 """The whole test-time chain in one command: boxes (stage one), keypoints on those boxes
 (stage two), ``result.csv``, and the score when the truth is given (``stages.chain``).
 
+Stage one is the config's TASK: ``bbox`` (one box an image) or ``detect`` (every person; on a
+CSV layout its best box). On a COCO test set (``DATASET.FORMAT coco``) every detection above
+``TEST.IMAGE_THRE`` gets keypoints, then OKS-NMS; the COCO results files are written and, where
+the test file has people, bbox AP, OKS AP and the right-count share are printed
+(``--compare-gt-boxes``: the OKS AP on the true boxes too; ``--truth`` is not needed).
+
 ``python tools/pipeline.py --bbox-cfg B.yaml --bbox-output DIR1 --keypoint-cfg K.yaml
 --keypoint-output DIR2 [--truth test_df.csv] [--compare-gt-boxes] [KEY VALUE ...]``
 
@@ -51,6 +57,14 @@ def main(argv: list[str] | None = None) -> dict:
             locks.enter_context(lock_run_folder(folder, logger))
         summary = run_chain(bbox_cfg, args.bbox_output, keypoint_cfg, args.keypoint_output,
                             device, logger, args.truth, args.compare_gt_boxes)  # fmt: skip
+    if "oks_ap" in summary:
+        print(f"bbox AP (stage one, TASK {summary['box_task']}):  {summary['bbox_ap']:.4f}")
+        print(f"right number of people (IoU >= 0.5): {100 * summary['right_count']:.1f}% of "
+              f"images, {100 * summary['right_count_multi']:.1f}% of the "
+              f"{summary['multi_person_images']} with several")  # fmt: skip
+        if "oks_ap_gt_boxes" in summary:
+            print(f"OKS AP on ground-truth boxes:        {summary['oks_ap_gt_boxes']:.4f}")
+        print(f"ap: {summary['oks_ap']:.4f}")
     if "rmse" in summary:
         print(f"box IoU (predicted vs truth extent): {summary['box_iou']:.3f}")
         print(f"mean-pose baseline (in true boxes):  {summary['mean_pose_rmse']:.2f} px")

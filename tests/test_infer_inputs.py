@@ -196,3 +196,25 @@ def test_leaderboard_config_prints_no_warnings_for_keys_infer_ignores(work, tmp_
     assert "has no effect here" in result.stderr and "TEST.COCO_BBOX_FILE" in result.stderr
     assert result.stderr.count("has no effect here") == 1, result.stderr
     assert_user_error(result, "does not fit")  # tiny weights under the W48 config
+
+
+def test_a_detector_config_finds_the_people(work, tmp_path) -> None:
+    """--bbox-cfg of TASK detect: every person the detector keeps (random weights here, so the
+    count is whatever it finds; the path, its message and the outputs are what is checked)."""
+    from HRNet_bbox.detector import build_detector
+
+    detect_cfg = ROOT / "experiments/bbox/tiny_cpu_detect.yaml"
+    run = tmp_path / "detector"
+    run.mkdir()
+    torch.manual_seed(0)
+    torch.save(build_detector(load_config(detect_cfg), is_train=False).state_dict(),
+               run / "model_best.pth")
+    out = tmp_path / "out"
+    result = infer("--input", work / "photos", "--cfg", KP_CFG, "--weights", work / "kp.pth",
+                   "--bbox-cfg", detect_cfg, "--bbox-output", run, "--max-people", "2",
+                   "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "boxes: the person detector of" in result.stderr
+    entries = json.loads((out / "keypoints.json").read_text())
+    for name in ("a.jpg", "a.png", "b.jpg"):
+        assert sum(e["file_name"] == name for e in entries) <= 2

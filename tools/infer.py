@@ -59,10 +59,23 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _stage_one_boxes(args: argparse.Namespace, device: torch.device) -> ModelBoxes:
+def _box_model(args: argparse.Namespace, device: torch.device) -> ModelBoxes:
+    """The box model of ``--bbox-cfg``: the multi-person detector (TASK detect: every person
+    it keeps, with scores) or stage one's single box (TASK bbox, score 1)."""
+    cfg = load_config(args.bbox_cfg, args.opts, unread=UNREAD_KEYS)
+    if cfg.TASK == "detect":
+        from HRNet_bbox.detect_engine import detect, load_detector_for_test
+
+        detector = load_detector_for_test(cfg, args.bbox_output, device)
+
+        def detections(names, images):
+            found = detect(detector, cfg, [Path(n) for n in names], device, images=list(images))
+            return [list(zip(boxes, scores.tolist(), strict=True))
+                    for boxes, scores in zip(found.boxes, found.scores, strict=True)]
+
+        return ModelBoxes(detections, f"the person detector of {args.bbox_output}")
     from HRNet_bbox import engine as bbox_engine  # only here: it imports albumentations (~1 s)
 
-    cfg = load_config(args.bbox_cfg, args.opts, unread=UNREAD_KEYS)
     model = bbox_engine.load_model_for_test(cfg, args.bbox_output, device)
 
     def predict(names, images):
@@ -116,7 +129,7 @@ def run(args: argparse.Namespace) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = keypoint_engine.load_model_for_test(keypoint_cfg, args.keypoint_output, device)
     if source is None:
-        source = _stage_one_boxes(args, device)
+        source = _box_model(args, device)
     print(f"boxes: {source.describe}", file=sys.stderr)
     video = media.kind == "video"
     tracker = tracker_from_arguments(args, kp_set.sigmas, media.fps) if video else None

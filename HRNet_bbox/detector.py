@@ -15,6 +15,9 @@ their own losses, anchors or centres, box coding and NMS) on the project's HRNet
   torchvision's COCO-trained weights from ``MODEL.DETECTOR.WEIGHTS`` (a file the user has: never
   a download) find people as they are, and fine-tune with the same label.
 
+``MODEL.DETECTOR.NMS_THRE`` is the IoU of the detector's own NMS (0: torchvision's default, 0.6
+for FCOS, 0.5 for the others); ``SCORE_THRE`` and ``MAX_DETECTIONS`` what it keeps.
+
 Inputs are RGB in [0, 1] letterboxed to ``MODEL.IMAGE_SIZE`` (``HRNet_bbox.detection_data``);
 torchvision's transform normalises them and leaves their size alone.
 """
@@ -91,12 +94,21 @@ def _detector_options(cfg: CfgNode) -> dict:
     det = cfg.MODEL.DETECTOR
     options = {"min_size": min(width, height), "max_size": max(width, height),
                "image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD)}
+    nms = float(det.NMS_THRE)
+    if not 0 <= nms <= 1:
+        raise ConfigError(f"MODEL.DETECTOR.NMS_THRE must be between 0 and 1 (the box IoU above "
+                          f"which NMS drops the lower-scored box; 0: the detector's own), got "
+                          f"{det.NMS_THRE}")
     if det.NAME.startswith("fasterrcnn"):
         options.update(box_score_thresh=float(det.SCORE_THRE),
                        box_detections_per_img=int(det.MAX_DETECTIONS))  # fmt: skip
+        if nms:
+            options["box_nms_thresh"] = nms
     else:
         options.update(score_thresh=float(det.SCORE_THRE),
                        detections_per_img=int(det.MAX_DETECTIONS))  # fmt: skip
+        if nms:
+            options["nms_thresh"] = nms
     return options
 
 

@@ -68,7 +68,8 @@ _C.MODEL.BBOX_HEAD = "pooled"
 # "How the code is organised"): codec ('' reads MODEL.UDP, then TEST.DECODE), backbone, head.
 _C.MODEL.UDP = False
 _C.MODEL.DETECTOR = CN({"NAME": "fcos", "FPN_CHANNELS": 256, "WEIGHTS": "", "SCORE_THRE": 0.05,
-                        "MAX_DETECTIONS": 100})  # TASK detect: see HRNet_bbox/detector.py
+                        "MAX_DETECTIONS": 100, "NMS_THRE": 0.0,
+                        "SCALE_JITTER": 0.0})  # TASK detect: see HRNet_bbox/detector.py
 _C.MODEL.CODEC = ""
 _C.MODEL.BACKBONE = "hrnet"
 _C.MODEL.HEAD = "heatmap"

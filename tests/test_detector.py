@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.detection_eval import bbox_ap, detection_results, right_count
+from common.detection_eval import bbox_ap, count_threshold, detection_results, right_count
 from common.errors import ConfigError, MissingFileError
 from common.state_dict import CheckpointMismatchError
 from HRNet_bbox.detect_engine import Detections, _to_original
@@ -68,6 +68,20 @@ def test_unknown_detector_and_odd_size_are_config_errors():
         build_detector(cfg, is_train=False)
 
 
+def test_nms_threshold_reaches_each_detector():
+    """MODEL.DETECTOR.NMS_THRE sets the NMS IoU of FCOS/RetinaNet and of Faster R-CNN's box
+    head; 0 keeps torchvision's own; a value above 1 is refused."""
+    assert build_detector(detect_cfg(), is_train=False).nms_thresh == 0.6
+    for name, where in (("fcos", lambda m: m), ("retinanet", lambda m: m),
+                        ("fasterrcnn", lambda m: m.roi_heads)):  # fmt: skip
+        cfg = detect_cfg(name)
+        cfg.MODEL.DETECTOR.NMS_THRE = 0.35
+        assert where(build_detector(cfg, is_train=False)).nms_thresh == 0.35
+    cfg.MODEL.DETECTOR.NMS_THRE = 1.5
+    with pytest.raises(ConfigError, match="NMS_THRE must be between 0 and 1"):
+        build_detector(cfg, is_train=False)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("builder", ["fasterrcnn_mobilenet_v3_large_320_fpn", "fcos_resnet50_fpn"])
 def test_torchvision_coco_weights_load_from_a_local_file(builder, tmp_path):
@@ -123,6 +137,35 @@ def test_training_flip_moves_boxes_with_the_figure(tmp_path):
     assert len(seen) == 2, "both the plain and the flipped image were drawn"
 
 
+def test_scale_jitter_zooms_and_moves_boxes_with_the_figure(tmp_path):
+    """With MODEL.DETECTOR.SCALE_JITTER the white block lands at several sizes and places, its
+    box always on it; a box pushed off the canvas is dropped; a bad value is refused."""
+    image = np.zeros((60, 120, 3), np.uint8)
+    image[10:50, 50:70] = 255
+    cfg = detect_cfg(size=(64, 64))
+    cfg.MODEL.DETECTOR.SCALE_JITTER = 0.5
+    boxes = [np.array([[50.0, 10.0, 20.0, 40.0], [112.0, 52.0, 8.0, 8.0]])]
+    dataset = DetectionDataset(cfg, [tmp_path / "a.jpg"], boxes, is_train=True, images=[image])
+    widths, lefts, counts = set(), set(), set()
+    for seed in range(16):
+        np.random.seed(seed)
+        tensor, corners, meta = dataset[0]
+        white = tensor[0].numpy() > 0.9
+        rows, columns = np.flatnonzero(white.any(axis=1)), np.flatnonzero(white.any(axis=0))
+        x1, y1, x2, y2 = corners[0].numpy()
+        assert abs(columns.min() - x1) <= 1.5 and abs(columns.max() + 1 - x2) <= 1.5
+        assert abs(rows.min() - y1) <= 1.5 and abs(rows.max() + 1 - y2) <= 1.5
+        assert (corners[: meta["count"]] >= 0).all() and (corners[: meta["count"]] <= 64).all()
+        widths.add(round(float(x2 - x1)))
+        lefts.add(round(float(x1)))
+        counts.add(meta["count"])
+    assert len(widths) > 3 and len(lefts) > 3
+    assert counts == {1, 2}, "the corner box is kept on the canvas and dropped off it"
+    cfg.MODEL.DETECTOR.SCALE_JITTER = 1.0
+    with pytest.raises(ConfigError, match="SCALE_JITTER must be at least 0 and below 1"):
+        DetectionDataset(cfg, [tmp_path / "a.jpg"], boxes, is_train=True, images=[image])
+
+
 def test_outputs_go_back_to_original_pixels_clipped_and_sorted():
     output = {"boxes": torch.tensor([[10.0, 10.0, 20.0, 30.0], [0.0, 0.0, 64.0, 40.0],
                                      [5.0, 5.0, 5.2, 9.0]]),
@@ -154,3 +197,13 @@ def test_bbox_ap_and_right_count():
     assert not right_count(truth[0], truth[0][:1])
     assert not right_count(truth[0], np.array([[0.0, 0, 10, 20], [0, 0, 10, 20]]))
     assert right_count(np.zeros((0, 4)), np.zeros((0, 4)))
+
+
+def test_count_threshold_is_the_one_that_counts_people_right():
+    truth = [np.array([[0.0, 0, 10, 20], [30, 0, 10, 20]]), np.array([[5.0, 5, 10, 10]])]
+    boxes = [np.array([[0.0, 0, 10, 20], [30, 0, 10, 20], [60, 0, 10, 20]]),
+             np.array([[5.0, 5, 10, 10], [40, 40, 5, 5]])]
+    scores = [np.array([0.9, 0.6, 0.3]), np.array([0.8, 0.5])]
+    # 0.2 keeps the false boxes, 0.7 loses a person; 0.55 and 0.6 are both right: the lower
+    assert count_threshold(truth, boxes, scores, [0.2, 0.55, 0.6, 0.7]) == (0.55, 1.0)
+    assert count_threshold(truth, boxes, scores, [0.7, 0.95]) == (0.7, 0.5)

@@ -71,3 +71,12 @@ def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+class ToolParser(argparse.ArgumentParser):
+    """argparse with the tools' error form: a bad option is one ``error:`` line (exit 2) that
+    names the tool and points at ``--help``, instead of a usage block and a ``prog: error:``."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message}; see `{self.prog} --help`", file=sys.stderr)
+        sys.exit(USER_ERROR_STATUS)

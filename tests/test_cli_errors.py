@@ -176,7 +176,7 @@ def test_the_other_tools_name_their_missing_inputs(work):
     assert_user_error(run_tool("derive_motion_stats", "--train-csv", missing, "--out",
                                work / "stats.json"), str(missing))  # fmt: skip
     assert_user_error(run_tool("make_synthetic", "motion", "--out", work / "synthetic",
-                               "--width", "10"), "at least 32x32")  # fmt: skip
+                               "--width", "10"), "argument --width", "at least 32", "--help")  # fmt: skip
     assert_user_error(run_tool("benchmark", "--sizes", "w99", "--out", work / "b.json"),
                       "--sizes", "w99")  # fmt: skip
 
@@ -237,6 +237,4 @@ def test_run_tool_exit_statuses(monkeypatch, capsys):
                                            ("--rounds", "0"), ("--images", "-3")])  # fmt: skip
 def test_benchmark_refuses_bad_numbers_before_it_starts(option: str, value: str) -> None:
     result = run_tool("benchmark", "--against-reference", option, value)
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    assert f"error: argument {option}:" in result.stderr and repr(value) in result.stderr
+    assert_user_error(result, "benchmark.py", f"argument {option}:", repr(value))

@@ -40,7 +40,7 @@ def assert_refused(result: subprocess.CompletedProcess, *named: str) -> None:
     ("MODEL.IMAGE_SIZE", "[0, 64]", ["[width, height]"]),
     ("TEST_RATIO", "1.5", ["below 1"]),
     ("GESTURE.FLIP_PROB", "2.0", ["between 0 and 1"]),
-    ("DATASET.FORMAT", "COCO", ["'coco'"]),
+    ("DATASET.FORMAT", "yolo", ["'coco'", "'yolo'"]),
     ("GESTURE.REFINER.PAIRS", "[[0, 42, 'tip_range', 'index']]", ["tip_x_range"]),
 ])  # fmt: skip
 def test_train_refuses_a_bad_config_value_before_any_data(tmp_path, key, value, named):

@@ -71,6 +71,16 @@ def test_a_command_line_value_overrides_a_bad_file_value(tmp_path):
     assert_user_error(result, "--output_path", "does not exist")
 
 
+def test_a_run_that_stops_on_a_user_error_says_why_in_its_log(tmp_path):
+    result = run_cli("train", "--cfg", KP_CFG, "OUTPUT_DIR", tmp_path / "out",
+                     "DATASET.ROOT", tmp_path / "no_data")  # fmt: skip
+    line = assert_user_error(result, "DATASET.ROOT", "does not exist")
+    logs = list((tmp_path / "out").rglob("*_train.log"))
+    assert len(logs) == 1
+    assert logs[0].read_text().splitlines()[-1].endswith(line)
+    assert result.stderr.count(line) == 1  # the console still shows it once
+
+
 @pytest.mark.parametrize("args, named", [
     (["--folds", "1"], ["--folds 1"]),
     (["--gesture-opts", "GESTURE.NOPE", "1"], ["GESTURE.NOPE", "did you mean"]),

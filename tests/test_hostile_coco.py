@@ -344,6 +344,21 @@ def test_coco2csv_refuses_unlabelled_keypoints(tmp_path):
     assert not (tmp_path / "k.csv").exists()
 
 
+@pytest.mark.parametrize("categories, images, named", [
+    (0, 1, "holds 0 categories"), (2, 1, "holds 2 categories"), (1, 0, "'images' is empty"),
+])  # fmt: skip
+def test_coco2csv_needs_one_category_and_some_images(tmp_path, categories, images, named):
+    category = coco_category(load_keypoint_set("coco17"))
+    data = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 64}][:images],
+            "annotations": [],
+            "categories": [{**category, "id": 1 + i} for i in range(categories)]}
+    write_json(tmp_path / "k.json", data)
+    done = _tool("tools/convert.py", "coco2csv", "--json", str(tmp_path / "k.json"), "--out",
+                 str(tmp_path / "k.csv"))  # fmt: skip
+    _one_line_error(done, str(tmp_path / "k.json"), named)
+    assert not (tmp_path / "k.csv").exists()
+
+
 def test_convert_bad_inputs_are_one_line(tmp_path):
     (tmp_path / "bad.csv").write_bytes(b"image,nose_x\n\xff\xfe,1\n")
     done = _tool("tools/convert.py", "csv2coco", "--csv", str(tmp_path / "bad.csv"),

@@ -36,6 +36,7 @@ import _bootstrap  # noqa: F401
 import numpy as np
 import torch
 
+from common.cli import ToolParser
 from common.config import load_config, positive_int
 from common.errors import UserError
 from common.keypoint_config import config_keypoint_set
@@ -146,7 +147,7 @@ def _score_threshold(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ToolParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input", type=Path, required=True, help="image, folder or video")
     parser.add_argument("--cfg", "--keypoint-cfg", dest="keypoint_cfg", required=True,
                         help="the keypoint model's config (e.g. experiments/coco/*.yaml)")

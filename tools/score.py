@@ -59,6 +59,8 @@ WORST_COUNT = 10
 
 
 def _header(path: Path) -> list[str]:
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a folder; expected a result CSV or JSON file")
     if not path.is_file():
         raise DataFormatError(f"file not found: {path}")
     check_utf8(path)

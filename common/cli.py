@@ -10,6 +10,7 @@ traceback of a user error too.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -31,6 +32,19 @@ def _debug_requested() -> bool:
     return flagged or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
+def _note_in_run_logs(line: str) -> None:
+    """Write the line that ends a run into the log files its run folders hold (console
+    handlers left out: stderr has it already), so a run folder says why it stopped."""
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if not isinstance(logger, logging.Logger) or not logger.name.startswith("hrnet."):
+            continue
+        for handler in logger.handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.emit(logger.makeRecord(logger.name, logging.ERROR, __file__, 0, line,
+                                               None, None))  # fmt: skip
+                handler.flush()
+
+
 def run_tool(main: Callable[[], object]) -> NoReturn:
     """Run ``main`` and exit: its int result (0 for anything else), 2 on a user error."""
     debug = _debug_requested()
@@ -40,6 +54,7 @@ def run_tool(main: Callable[[], object]) -> NoReturn:
         if debug:
             raise
         print(f"error: {error}", file=sys.stderr)
+        _note_in_run_logs(f"error: {error}")
         sys.exit(USER_ERROR_STATUS)
     except PermissionError as error:  # a folder or file the user named that cannot be written
         if debug:
@@ -52,6 +67,7 @@ def run_tool(main: Callable[[], object]) -> NoReturn:
         if debug:
             raise
         print("interrupted", file=sys.stderr)
+        _note_in_run_logs("interrupted")
         sys.exit(INTERRUPTED_STATUS)
     sys.exit(result if isinstance(result, int) and not isinstance(result, bool) else 0)
 
@@ -71,3 +87,12 @@ def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+class ToolParser(argparse.ArgumentParser):
+    """argparse with the tools' error form: a bad option is one ``error:`` line (exit 2) that
+    names the tool and points at ``--help``, instead of a usage block and a ``prog: error:``."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message}; see `{self.prog} --help`", file=sys.stderr)
+        sys.exit(USER_ERROR_STATUS)

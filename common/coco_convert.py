@@ -64,6 +64,13 @@ def coco_to_table(data: dict, source: str) -> tuple[list[str], list[str], np.nda
     keypoint, is an error: the competition layout has exactly one person per row and every
     keypoint as a real point."""
     validate_coco(data, source)
+    if len(data["categories"]) != 1:
+        raise CocoFormatError(
+            f"{source}: field 'categories' holds {len(data['categories'])} categories; a keypoint "
+            "CSV has one keypoint list: keep the one category to convert in the file"
+        )
+    if not data["images"]:
+        raise CocoFormatError(f"{source}: field 'images' is empty: there is nothing to convert")
     category = data["categories"][0]
     people: dict[int, list[dict]] = {}
     for annotation in data["annotations"]:

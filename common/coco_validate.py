@@ -60,6 +60,8 @@ def read_json_file(path: str | Path, what: str, kind: type, expected: str) -> An
     other-shaped file is one clear error naming ``what`` it should be and what was
     ``expected``. A UTF-8 byte-order mark is allowed."""
     path = Path(path)
+    if path.is_dir():
+        raise CocoFormatError(f"{path} is a folder; expected {what}, a JSON file")
     if not path.is_file():
         raise CocoFormatError(f"{what} not found: {path}")
     try:
@@ -89,8 +91,11 @@ def check_file_name(name: Any, source: str, where: str) -> None:
     ``..`` part (a symlink placed inside the data folder by its owner is followed)."""
     if not isinstance(name, str) or not name.strip():
         raise fail(source, where, "file_name", f"expected a file name, got {name!r}")
+    if any(ord(char) < 32 for char in name):
+        raise fail(source, where, "file_name", f"{name!r} holds a control character (NUL, "
+                   "newline, ...); no image file can have that name")
     posix, windows = PurePosixPath(name), PureWindowsPath(name)
-    if posix.is_absolute() or windows.is_absolute() or windows.drive or "\x00" in name:
+    if posix.is_absolute() or windows.is_absolute() or windows.drive:
         raise fail(source, where, "file_name", f"{name!r} is an absolute path; image names "
                    "must be relative to the image folder under DATASET.ROOT")
     if ".." in posix.parts or ".." in windows.parts:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 
 from yacs.config import CfgNode
 
+from common.dataset_format import DATASET_FORMATS
 from common.errors import ConfigError
 from common.gesture.refiner import MODES as REFINER_MODES
 from common.gesture.refiner_statistics import STATISTICS as REFINER_STATISTICS
@@ -29,7 +30,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "TEST.BOX_SOURCE": ("file", "truth"),  # HRNet_keypoint.engine.BOX_SOURCES
     "MODEL.BBOX_HEAD": ("reference", "pooled"),  # HRNet_bbox.model.BOX_HEADS
     "DATASET.BBOX_AUG": ("reference", "mild"),  # HRNet_bbox.dataset.BBOX_AUGMENTATIONS
-    "DATASET.FORMAT": ("csv", "coco"),
+    "DATASET.FORMAT": DATASET_FORMATS,
     "TRAIN.AMP_DTYPE": ("float16", "bfloat16"),
     "GESTURE.KEYPOINT_SOURCE": ("json", "stages"),
     "GESTURE.REFINER.MODE": tuple(REFINER_MODES),

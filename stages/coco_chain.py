@@ -28,7 +28,6 @@ from common.io import atomic_write_text, read_image
 from common.keypoint_config import config_keypoint_set
 from common.progress import progress
 from common.stage_data import test_image_names, test_image_paths
-from HRNet_bbox.detect_engine import Detections
 from stages.multi_person import (
     Person,
     keypoints_on_boxes,
@@ -81,11 +80,11 @@ def run_coco_chain(bbox_cfg: CfgNode, bbox_output: Path, keypoint_cfg: CfgNode,
         found = stage_one_boxes(models, images, paths[part])
         found_boxes += found.boxes
         found_scores += found.scores
-        people += keypoints_on_boxes(models, images, paths[part], found.above(threshold))
+        kept = found.above(threshold)
+        people += keypoints_on_boxes(models, images, paths[part], kept.boxes, kept.scores)
         if compare_gt_boxes:
-            given = Detections(true_boxes[part], [np.ones(len(b)) for b in true_boxes[part]],
-                               found.sizes)  # fmt: skip
-            on_truth += keypoints_on_boxes(models, images, paths[part], given)
+            on_truth += keypoints_on_boxes(models, images, paths[part], true_boxes[part],
+                                           [np.ones(len(b)) for b in true_boxes[part]])
 
     category = truth["categories"][0]["id"]
     detections = detection_results(image_ids, found_boxes, found_scores, category)

@@ -23,7 +23,7 @@ from common.errors import UserError
 from common.keypoints import KeypointSet, coordinate_columns
 from common.media import Media
 from common.visualize import draw_people
-from stages.people import Person, PicturePeople
+from stages.multi_person import Person, PicturePeople
 
 RESULT_FILES = ("keypoints.json", "keypoints.csv")
 PICTURES = "pictures"

@@ -284,6 +284,7 @@ SCORE_TRUTH_CASES = {
     "empty truth": (_set(["annotations"], []), "no person with labelled keypoints"),
     "two categories": (lambda d: d["categories"].append({**d["categories"][0], "id": 2}),
                        "expected one keypoint category"),
+    "NUL in file_name": (_set(["images", 0, "file_name"], "a\x00.jpg"), "control character"),
 }
 
 
@@ -297,6 +298,12 @@ def test_score_refuses_a_spoiled_truth(clean_set, tmp_path, case):
     write_json(tmp_path / "t.json", spoiled)
     line = _one_line_error(_score(tmp_path / "r.json", tmp_path / "t.json"), part)
     assert "ap: -1" not in line
+
+
+def test_score_names_a_folder_given_for_a_file(clean_set, tmp_path):
+    write_json(tmp_path / "r.json", _perfect_results(read_coco_json(clean_set / TEST_JSON)))
+    _one_line_error(_score(tmp_path / "r.json", clean_set), str(clean_set), "is a folder")
+    _one_line_error(_score(clean_set, clean_set / TEST_JSON), str(clean_set), "is a folder")
 
 
 RESULT_CASES = {
@@ -341,6 +348,21 @@ def test_coco2csv_refuses_unlabelled_keypoints(tmp_path):
     done = _tool("tools/convert.py", "coco2csv", "--json", str(tmp_path / "k.json"), "--out",
                  str(tmp_path / "k.csv"))  # fmt: skip
     _one_line_error(done, "annotation id 1", "unlabelled (v = 0)", "'left_eye'")
+    assert not (tmp_path / "k.csv").exists()
+
+
+@pytest.mark.parametrize("categories, images, named", [
+    (0, 1, "holds 0 categories"), (2, 1, "holds 2 categories"), (1, 0, "'images' is empty"),
+])  # fmt: skip
+def test_coco2csv_needs_one_category_and_some_images(tmp_path, categories, images, named):
+    category = coco_category(load_keypoint_set("coco17"))
+    data = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 64}][:images],
+            "annotations": [],
+            "categories": [{**category, "id": 1 + i} for i in range(categories)]}
+    write_json(tmp_path / "k.json", data)
+    done = _tool("tools/convert.py", "coco2csv", "--json", str(tmp_path / "k.json"), "--out",
+                 str(tmp_path / "k.csv"))  # fmt: skip
+    _one_line_error(done, str(tmp_path / "k.json"), named)
     assert not (tmp_path / "k.csv").exists()
 
 

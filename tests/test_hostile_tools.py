@@ -40,7 +40,7 @@ def assert_refused(result: subprocess.CompletedProcess, *named: str) -> None:
     ("MODEL.IMAGE_SIZE", "[0, 64]", ["[width, height]"]),
     ("TEST_RATIO", "1.5", ["below 1"]),
     ("GESTURE.FLIP_PROB", "2.0", ["between 0 and 1"]),
-    ("DATASET.FORMAT", "COCO", ["'coco'"]),
+    ("DATASET.FORMAT", "yolo", ["'coco'", "'yolo'"]),
     ("GESTURE.REFINER.PAIRS", "[[0, 42, 'tip_range', 'index']]", ["tip_x_range"]),
 ])  # fmt: skip
 def test_train_refuses_a_bad_config_value_before_any_data(tmp_path, key, value, named):
@@ -69,6 +69,16 @@ def test_a_command_line_value_overrides_a_bad_file_value(tmp_path):
     result = run_cli("test", "--cfg", cfg, "--output_path", tmp_path / "none",
                      "TEST.DECODE", "dark")  # fmt: skip
     assert_user_error(result, "--output_path", "does not exist")
+
+
+def test_a_run_that_stops_on_a_user_error_says_why_in_its_log(tmp_path):
+    result = run_cli("train", "--cfg", KP_CFG, "OUTPUT_DIR", tmp_path / "out",
+                     "DATASET.ROOT", tmp_path / "no_data")  # fmt: skip
+    line = assert_user_error(result, "DATASET.ROOT", "does not exist")
+    logs = list((tmp_path / "out").rglob("*_train.log"))
+    assert len(logs) == 1
+    assert logs[0].read_text().splitlines()[-1].endswith(line)
+    assert result.stderr.count(line) == 1  # the console still shows it once
 
 
 @pytest.mark.parametrize("args, named", [

@@ -85,7 +85,8 @@ def _arguments(crossing, out, *extra):
 
 @pytest.mark.parametrize("option, value", [("--smooth-min-cutoff", "0"), ("--smooth-beta", "-1"),
                                            ("--smooth-d-cutoff", "nan"),
-                                           ("--track-max-missed", "two"), ("--kp-thr", "1.5")])
+                                           ("--track-max-missed", "two"), ("--kp-thr", "1.5"),
+                                           ("--det-thr", "1.5"), ("--det-thr", "nan")])
 def test_bad_video_options_are_one_error_line(crossing, tmp_path, capsys, option, value):
     with pytest.raises(SystemExit) as stop:
         load_tool("infer").main(_arguments(crossing, tmp_path / "o", option, value))

@@ -54,7 +54,7 @@ import _bootstrap  # noqa: F401
 from benchmarks.against_reference import run_against_reference
 from benchmarks.rows import SIZES
 from benchmarks.run import run_benchmark
-from common.cli import run_tool
+from common.cli import ToolParser, run_tool
 from common.config import positive_int
 from common.io import atomic_write_text
 
@@ -69,7 +69,7 @@ def image_size(text: str) -> tuple[int, int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="w32,w48", help=f"comma list of {sorted(SIZES)}")
     parser.add_argument("--images", type=positive_int,
                         help="synthetic test images (default 8; 16 with --against-reference)")

@@ -13,13 +13,12 @@ so CSV -> COCO -> CSV gives the same file.
 
 from __future__ import annotations
 
-import argparse
 import csv
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from common.cli import run_tool
+from common.cli import ToolParser, run_tool
 from common.coco import read_coco_json, write_json
 from common.coco_convert import coco_to_table, csv_to_coco, keypoint_set_for_names
 from common.keypoints import names_from_columns
@@ -36,7 +35,7 @@ def _csv_header(path: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ToolParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     to_coco = commands.add_parser("csv2coco", help="keypoint CSV + images -> COCO file")
     to_coco.add_argument("--csv", type=Path, required=True)

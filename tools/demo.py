@@ -6,7 +6,6 @@ generate data, train both stages briefly, chain them on the test images, score, 
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 
 from common.charts import plot_training_curves
-from common.cli import USER_ERROR_STATUS, run_tool
+from common.cli import USER_ERROR_STATUS, ToolParser, run_tool
 from common.config import load_config
 from common.errors import UserError
 from common.run_dir import config_name, output_dir_for
@@ -40,7 +39,7 @@ def run(step: str, *args: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="output/demo", help="where runs and pictures go")
     parser.add_argument("--data", default="data/synthetic/motion", help="synthetic data folder")
     parser.add_argument("--train", type=int, default=480, help="synthetic training images")

@@ -9,7 +9,6 @@ and the structure of the file names. No row is copied.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import Counter
 from pathlib import Path
@@ -18,7 +17,7 @@ import _bootstrap  # noqa: F401
 import numpy as np
 from sklearn.cluster import KMeans
 
-from common.cli import run_tool
+from common.cli import ToolParser, run_tool
 from common.io import atomic_write_text
 from common.keypoints import MOTION_KEYPOINTS
 from common.motion_data import (
@@ -165,7 +164,7 @@ def derive(train_csv: Path, submission_csv: Path | None, clusters: int, seed: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ToolParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train-csv", type=Path, required=True, help="the real train_df.csv")
     parser.add_argument(
         "--submission-csv",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from common.cli import run_tool
+from common.cli import ToolParser, run_tool
 from common.distributed import default_device
 from common.errors import ConfigError, MissingFileError
 from HRNet_keypoint.ensemble import (
@@ -29,7 +29,7 @@ from HRNet_keypoint.ensemble import (
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", nargs="+", type=Path, required=True,
                         help="result CSV files, or trained run folders (not both)")
     parser.add_argument("--out", type=Path, required=True, help="the ensemble's CSV")

@@ -16,7 +16,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import torch
 
-from common.cli import run_tool
+from common.cli import ToolParser, run_tool
 from common.config import load_config
 from common.state_dict import load_state_dict_strict
 from models.backends import export_onnx, input_shape_for, onnx_max_difference
@@ -27,7 +27,7 @@ TOLERANCE = 1e-3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cfg", required=True, help="experiment YAML (keypoint or bbox)")
     parser.add_argument("--weights", required=True, type=Path, help="trained model_best.pth")
     parser.add_argument("--out", required=True, type=Path, help="the .onnx file to write")

@@ -46,7 +46,7 @@ from types import ModuleType
 import _bootstrap  # noqa: F401
 from yacs.config import CfgNode
 
-from common.cli import bounded_int, run_tool
+from common.cli import ToolParser, bounded_int, run_tool
 from common.config import load_config
 from common.gesture.cam import worst_validation_cams
 from common.gesture.hand_keypoints import TRAIN_LIST_NAME
@@ -158,7 +158,7 @@ def _data_and_stages(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--work",
         type=Path,

@@ -9,7 +9,9 @@ RUN`` (a run folder holding model_best.pth). Boxes, best first: ``--boxes FILE``
 of ``{file_name | frame | image_id, bbox [x, y, w, h], score}``: this tool's keypoints.json,
 hand-written boxes or COCO detection results; or a stage-one ``test_annotation.pkl``), a box
 model (``--bbox-cfg`` and ``--bbox-output``), or else the whole picture. ``--det-thr`` drops
-boxes scoring below it, ``--max-people`` keeps the best N of each picture.
+boxes scoring below it, ``--max-people`` keeps the best N of each picture. The pictures go
+through the chain's one path (``stages.multi_person.people_in_chunks``): stage two on each box,
+rescoring, and OKS-NMS on a box model's boxes (a user's ``--boxes`` are kept one person each).
 
 Writes ``OUT/keypoints.json`` (per person: ``file_name`` or ``frame``, ``bbox``, ``keypoints``
 [x, y, score] triples in original pixels, ``score``), ``OUT/keypoints.csv``, and the drawn
@@ -34,6 +36,7 @@ import _bootstrap  # noqa: F401
 import numpy as np
 import torch
 
+from common.cli import ToolParser
 from common.config import load_config, positive_int
 from common.errors import UserError
 from common.keypoint_config import config_keypoint_set
@@ -41,9 +44,14 @@ from common.media import iterate_chunks, open_media
 from common.progress import progress
 from common.seed import seed_everything
 from common.tracking import PeopleTracker, add_video_arguments, tracker_from_arguments
-from HRNet_keypoint import engine as keypoint_engine
+from stages.box_sources import WholePicture, given_boxes
 from stages.infer_output import PeopleWriter, check_out_folder, staged_folder
-from stages.people import ModelBoxes, PicturePeople, WholePicture, given_boxes, predict_people
+from stages.multi_person import (
+    PicturePeople,
+    StageOneBoxes,
+    load_people_models,
+    people_in_chunks,
+)
 
 CHUNK = 16  # images or frames decoded at a time
 # Keys a user may expect infer to read, which it does not (it reads no data set): what to do.
@@ -57,33 +65,6 @@ UNREAD_KEYS = {
 
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
-
-
-def _box_model(args: argparse.Namespace, device: torch.device) -> ModelBoxes:
-    """The box model of ``--bbox-cfg``: the multi-person detector (TASK detect: every person
-    it keeps, with scores) or stage one's single box (TASK bbox, score 1)."""
-    cfg = load_config(args.bbox_cfg, args.opts, unread=UNREAD_KEYS)
-    if cfg.TASK == "detect":
-        from HRNet_bbox.detect_engine import detect, load_detector_for_test
-
-        detector = load_detector_for_test(cfg, args.bbox_output, device)
-
-        def detections(names, images):
-            found = detect(detector, cfg, [Path(n) for n in names], device, images=list(images))
-            return [list(zip(boxes, scores.tolist(), strict=True))
-                    for boxes, scores in zip(found.boxes, found.scores, strict=True)]
-
-        return ModelBoxes(detections, f"the person detector of {args.bbox_output}")
-    from HRNet_bbox import engine as bbox_engine  # only here: it imports albumentations (~1 s)
-
-    model = bbox_engine.load_model_for_test(cfg, args.bbox_output, device)
-
-    def predict(names, images):
-        found = bbox_engine.predict_boxes_xywh(model, cfg, [Path(n) for n in names], device,
-                                               images=list(images))
-        return [[(np.asarray(box, dtype=np.float64), 1.0)] for box in found]
-
-    return ModelBoxes(predict, f"stage one's box model of {args.bbox_output}")
 
 
 def _keypoint_config(args: argparse.Namespace):
@@ -120,16 +101,16 @@ def run(args: argparse.Namespace) -> dict:
     kp_set = config_keypoint_set(keypoint_cfg)
     media = open_media(args.input)
     check_out_folder(args.out)
-    if args.boxes is not None:
-        source = given_boxes(args.boxes, media, args.category_id, _warn)
-    elif args.bbox_cfg is not None:
-        source = None  # built after the keypoint model, as before: both load strictly
-    else:
-        source = WholePicture()
+    source = (given_boxes(args.boxes, media, args.category_id, _warn)
+              if args.boxes is not None else WholePicture())
+    box_cfg = (load_config(args.bbox_cfg, args.opts, unread=UNREAD_KEYS)
+               if args.bbox_cfg is not None else None)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = keypoint_engine.load_model_for_test(keypoint_cfg, args.keypoint_output, device)
-    if source is None:
-        source = _box_model(args, device)
+    models = load_people_models(box_cfg, args.bbox_output, keypoint_cfg, args.keypoint_output,
+                                device)
+    if box_cfg is not None:
+        what = "the person detector" if box_cfg.TASK == "detect" else "stage one's box model"
+        source = StageOneBoxes(models, f"{what} of {args.bbox_output}")
     print(f"boxes: {source.describe}", file=sys.stderr)
     video = media.kind == "video"
     tracker = tracker_from_arguments(args, kp_set.sigmas, media.fps) if video else None
@@ -141,8 +122,8 @@ def run(args: argparse.Namespace) -> dict:
     with staged_folder(args.out) as folder:
         writer = PeopleWriter(folder, media, kp_set, args.kp_thr)
         chunks = iterate_chunks(media, CHUNK, unreadable)
-        pictures = predict_people(chunks, source, model, keypoint_cfg, device,
-                                  args.det_thr, args.max_people, outside)
+        pictures = people_in_chunks(models, chunks, source, args.det_thr, args.max_people,
+                                    outside)
         total = media.frames or None if media.kind == "video" else len(media.files)
         for picture in progress(pictures, f"infer {media.kind}", total,
                                 "frames" if media.kind == "video" else "images"):
@@ -160,13 +141,13 @@ def _score_threshold(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a box score from 0 to 1, got {text!r}")
     return value
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ToolParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input", type=Path, required=True, help="image, folder or video")
     parser.add_argument("--cfg", "--keypoint-cfg", dest="keypoint_cfg", required=True,
                         help="the keypoint model's config (e.g. experiments/coco/*.yaml)")

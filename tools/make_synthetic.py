@@ -14,7 +14,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from common.cli import bounded_int, run_tool
+from common.cli import ToolParser, bounded_int, run_tool
 from common.errors import UserError
 from common.run_dir import removed_if_failed
 
@@ -80,7 +80,7 @@ def _chosen_command(argv: list[str]) -> str | None:
 
 def build_parser(gesture_module: object | None = None) -> argparse.ArgumentParser:
     """The CLI; gesture options are added only when that generator has been imported."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ToolParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     motion = commands.add_parser("motion", help="the motion keypoint data set (24 keypoints)")
     add_motion_arguments(motion)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from common.cli import run_tool
+from common.cli import ToolParser, run_tool
 from common.config import load_config
 from common.distributed import default_device
 from common.errors import MissingFileError
@@ -32,7 +32,7 @@ from stages.chain import run_chain
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bbox-cfg", required=True)
     parser.add_argument("--bbox-output", type=Path, required=True, help="stage one's run folder")
     parser.add_argument("--keypoint-cfg", required=True)

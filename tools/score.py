@@ -24,7 +24,6 @@ scored (wrong columns, missing or extra rows, NaN) is refused with exit code 2.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from common.boxes import keypoint_extent_boxes
-from common.cli import run_tool
+from common.cli import ToolParser, run_tool
 from common.coco_eval import AP_NAMES, PCK_THRESHOLDS, pck_and_epe, score_coco_files
 from common.keypoints import KeypointSetError, names_from_columns
 from common.metrics import (
@@ -60,6 +59,8 @@ WORST_COUNT = 10
 
 
 def _header(path: Path) -> list[str]:
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a folder; expected a result CSV or JSON file")
     if not path.is_file():
         raise DataFormatError(f"file not found: {path}")
     check_utf8(path)
@@ -267,7 +268,7 @@ def _print_gesture(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ToolParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pred", type=Path, required=True, help="the prediction CSV")
     parser.add_argument(
         "--truth",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from common.cli import run_tool
+from common.cli import ToolParser, run_tool
 from common.config import load_config
 from common.distributed import default_device
 from common.errors import MissingFileError
@@ -23,7 +23,7 @@ from stages import stage_for
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cfg", required=True, help="experiment YAML")
     parser.add_argument("--output_path", required=True, help="training output folder")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")

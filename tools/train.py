@@ -12,13 +12,13 @@ from collections.abc import Callable
 
 import _bootstrap  # noqa: F401
 
-from common.cli import run_tool
+from common.cli import ToolParser, run_tool
 from common.config import str2bool
 from stages.training import train_from_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cfg", required=True, help="experiment YAML")
     parser.add_argument("--test_option", type=str2bool, default=False,
                         help="True: hold out 10%% as a test split before the validation split")

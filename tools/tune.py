@@ -15,12 +15,12 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from common.cli import run_tool
+from common.cli import ToolParser, run_tool
 from stages.tuning import METRIC, tune_experiment
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cfg", required=True, help="base experiment YAML")
     parser.add_argument("--space", required=True, help="search space YAML")
     parser.add_argument("--samples", type=int, default=8, help="number of trials")

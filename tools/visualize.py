@@ -4,7 +4,6 @@ the worst images: ``python tools/visualize.py --pred result.csv --images DIR --o
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from common.box_files import read_box_annotations
-from common.cli import run_tool
+from common.cli import ToolParser, run_tool
 from common.errors import MissingFileError
 from common.io import atomic_path, read_image
 from common.keypoints import names_from_columns
@@ -107,7 +106,7 @@ def picture_names(names: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pred", type=Path, required=True)
     parser.add_argument("--images", type=Path, required=True, help="folder of the test images")
     parser.add_argument("--out", type=Path, required=True)

@@ -26,7 +26,6 @@ on one hand (their classes and pairs suffer with stage keypoints).
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.cli import ToolParser
 from common.gesture.data import POINTS_PER_HAND, GestureClip, GestureDataError, read_clips
 from common.io import atomic_path
 from common.keypoints import HAND_KEYPOINTS, coordinate_columns
@@ -133,7 +133,7 @@ def read_stage_keypoints(result_csv: str | Path) -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m common.gesture.hand_keypoints --root DIR``: write the two hand tables."""
-    parser = argparse.ArgumentParser(description="Write the hand tables of the two stages.")
+    parser = ToolParser(description="Write the hand tables of the two stages.")
     parser.add_argument("--root", type=Path, required=True, help="gesture data root")
     parser.add_argument("--train-dir", default="train", help="training folders under --root")
     parser.add_argument("--test-dir", default="test", help="test folders under --root")

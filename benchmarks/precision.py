@@ -1,6 +1,5 @@
-"""Cheaper-FLOP inference, measured (issue 16): bfloat16 autocast and the int8 onnxruntime
-backend against fp32, for speed on the leaderboard W48 384x288 models and for accuracy on
-tiny models trained on a synthetic set.
+"""Cheaper-FLOP inference, measured (issues 16, 24): bfloat16 and int8 against fp32, for speed
+on the leaderboard W48 384x288 models and for accuracy on models trained on a synthetic set.
 
 ``python -m benchmarks.precision [--parts speed,accuracy] [--repeats 3] [--out FILE]`` prints
 a table and writes JSON (``output/precision.json`` by default); work files go to ``--work``.
@@ -12,10 +11,12 @@ a table and writes JSON (``output/precision.json`` by default); work files go to
   best of ``--repeats`` with the variants interleaved, ratios against fp32 onnxruntime of the
   same run (``benchmarks.probes.measure_row``). The one-off cost of each variant (building,
   folding, ONNX export, quantisation) is reported beside it.
-- accuracy: both tiny configs trained on a synthetic motion set (``--train`` / ``--test``
-  images at ``--width`` x ``--height``), then the chain (``stages.chain.run_chain``) with fp32
-  onnxruntime, onnxruntime-int8 (the default calibration, TEST.INT8_CALIBRATION_IMAGES
-  training images) and fused + bf16: RMSE against the test truth, its change against fp32 and
+- accuracy: both stages' configs (``--models tiny``, or ``w32``: the W32 256x192 experiment
+  files, from random initialisation) trained on a synthetic motion set (``--train`` /
+  ``--test`` images at ``--width`` x ``--height``) for ``--epochs``, or until ``--patience``
+  epochs bring no lower validation metric (``TRAIN.PATIENCE``), then the chain
+  (``stages.chain.run_chain``) with fp32 onnxruntime and each reduced-precision variant in one
+  stage at a time (the other fp32): RMSE against the test truth, its change against fp32 and
   the largest coordinate difference of ``result.csv``.
 """
 
@@ -55,8 +56,12 @@ SPEED_CONFIGS = {
     "stage2": ("experiments/keypoint/w48_384x288_adam_lr1e-3_02.yaml", keypoint_engine),
     "stage1": ("experiments/bbox/w48_384x288_adam_lr1e-3_03_origin.yaml", bbox_engine),
 }
-TINY_CONFIGS = {"bbox": "experiments/bbox/tiny_cpu_bbox.yaml",
-                "keypoint": "experiments/keypoint/tiny_cpu_keypoint.yaml"}  # fmt: skip
+ACCURACY_CONFIGS = {  # --models: the configs trained for the accuracy part
+    "tiny": {"bbox": "experiments/bbox/tiny_cpu_bbox.yaml",
+             "keypoint": "experiments/keypoint/tiny_cpu_keypoint.yaml"},
+    "w32": {"bbox": "experiments/bbox/w32_256x192_bbox_adam_lr1e-3.yaml",
+            "keypoint": "experiments/keypoint/w32_256x192_adam_lr1e-3.yaml"},
+}  # fmt: skip
 FP32 = "onnxruntime fp32"
 VARIANTS = {  # name: (TEST.BACKEND, TEST.BF16); the first is what the ratios are against
     FP32: ("onnxruntime", False),
@@ -127,14 +132,16 @@ def speed_rows(stage: str, data_root: Path, work: Path, args: argparse.Namespace
     return rows
 
 
-def train_tiny(data_root: Path, work: Path, args: argparse.Namespace) -> dict[str, Path]:
-    """Both tiny stages trained afresh on the synthetic set; their run folders."""
+def train_models(data_root: Path, work: Path, args: argparse.Namespace) -> dict[str, Path]:
+    """Both stages (``--models``) trained afresh on the synthetic set, for ``--epochs`` or
+    until ``--patience`` epochs bring no lower validation metric; their run folders."""
     opts = ["OUTPUT_DIR", str(work / "runs"), "LOG_DIR", str(work / "tensorboard"),
-            "DATASET.ROOT", str(data_root)]  # fmt: skip
+            "DATASET.ROOT", str(data_root), "MODEL.PRETRAINED", "",
+            "TRAIN.PATIENCE", str(args.patience)]  # fmt: skip
     if args.epochs:
         opts += ["TRAIN.END_EPOCH", str(args.epochs)]
     folders = {}
-    for stage, cfg_path in TINY_CONFIGS.items():
+    for stage, cfg_path in ACCURACY_CONFIGS[args.models].items():
         started = time.perf_counter()
         train_from_config(ROOT / cfg_path, opts, overwrite=True)
         folders[stage] = output_dir_for(load_config(ROOT / cfg_path, opts), cfg_path)
@@ -142,7 +149,7 @@ def train_tiny(data_root: Path, work: Path, args: argparse.Namespace) -> dict[st
     return folders
 
 
-def accuracy_rows(data_root: Path, folders: dict[str, Path]) -> list[dict]:
+def accuracy_rows(data_root: Path, folders: dict[str, Path], models: str) -> list[dict]:
     """The chain on the test images with each accuracy variant, scored against the truth."""
     logger = logging.getLogger("precision")
     logger.setLevel(logging.WARNING)
@@ -152,9 +159,9 @@ def accuracy_rows(data_root: Path, folders: dict[str, Path]) -> list[dict]:
     for variant, stage in runs:
         name = f"{variant} | {stage}"
         base = ["DATASET.ROOT", str(data_root)]
-        bbox_cfg = load_config(ROOT / TINY_CONFIGS["bbox"], [
+        bbox_cfg = load_config(ROOT / ACCURACY_CONFIGS[models]["bbox"], [
             *base, *variant_opts(variant if stage in ("both", "bbox") else FP32)])
-        keypoint_cfg = load_config(ROOT / TINY_CONFIGS["keypoint"], [
+        keypoint_cfg = load_config(ROOT / ACCURACY_CONFIGS[models]["keypoint"], [
             *base, *variant_opts(variant if stage in ("both", "keypoint") else FP32)])
         started = time.perf_counter()
         summary = run_chain(bbox_cfg, folders["bbox"], keypoint_cfg, folders["keypoint"], CPU,
@@ -194,9 +201,9 @@ def print_report(report: dict) -> None:
                   f"{row['cpu_ratio']:6.2f} {row['one_off_s']:9.1f}")
     if report["accuracy"]:
         first = report["accuracy"][0]
-        print(f"accuracy: tiny models trained on {settings['train']} synthetic images at "
-              f"{settings['width']}x{settings['height']}, chain on {first['images']} test "
-              f"images; mean pose in the true boxes {first['mean_pose_rmse']:.2f} px")
+        print(f"accuracy: {settings['models']} models trained on {settings['train']} synthetic "
+              f"images at {settings['width']}x{settings['height']}, chain on {first['images']} "
+              f"test images; mean pose in the true boxes {first['mean_pose_rmse']:.2f} px")
         print("stage: where the variant runs (the other stage fp32); chain: boxes from stage one; "
               "true boxes: stage two on the truth's keypoint-extent boxes; d: against fp32")
         columns = f"{'RMSE':>7s} {'dRMSE':>7s} {'mean|d|':>7s} {'max|d|':>7s}"
@@ -234,6 +241,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--epochs", type=int, default=0, help="override both END_EPOCHs")
+    parser.add_argument("--models", choices=sorted(ACCURACY_CONFIGS), default="tiny",
+                        help="the configs the accuracy part trains (w32: 256x192, issue 24)")
+    parser.add_argument("--patience", type=int, default=0,
+                        help="TRAIN.PATIENCE: stop each stage after this many epochs without a "
+                             "lower validation metric (with --epochs as the cap)")
     args = parser.parse_args(argv)
     parts = {part.strip() for part in args.parts.split(",")}
     work = Path(args.work)
@@ -246,12 +258,12 @@ def main(argv: list[str] | None = None) -> dict:
     probe = MemoryProbe(CPU)
     speed = [row for stage in SPEED_CONFIGS if "speed" in parts
              for row in speed_rows(stage, data_root, work, args, probe)]  # fmt: skip
-    accuracy = accuracy_rows(data_root, train_tiny(data_root, work, args)) \
+    accuracy = accuracy_rows(data_root, train_models(data_root, work, args), args.models) \
         if "accuracy" in parts else []  # fmt: skip
     report = {
         "settings": {key: getattr(args, key) for key in ("repeats", "batch", "speed_calibration",
                                                          "train", "test", "width", "height",
-                                                         "epochs")},
+                                                         "epochs", "models", "patience")},
         "machine": {"threads": torch.get_num_threads(), "load_start": load_start,
                     "load_end": os.getloadavg()[0], "cpu_features": cpu_features()},
         "seconds": time.perf_counter() - started, "speed": speed, "accuracy": accuracy,

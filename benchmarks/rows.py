@@ -34,7 +34,7 @@ from models.backends import prepare_inference_model, randomize_weights
 from stages.chain import run_chain
 
 SIZES = {
-    "w32": ("experiments/bbox/w32_256x192_adam_lr1e-3.yaml",
+    "w32": ("experiments/bbox/w32_256x192_bbox_adam_lr1e-3.yaml",
             "experiments/keypoint/w32_256x192_adam_lr1e-3.yaml"),
     "w48": ("experiments/bbox/w48_384x288_adam_lr1e-3_03_origin.yaml",
             "experiments/keypoint/w48_384x288_adam_lr1e-3_02.yaml"),

@@ -17,7 +17,13 @@ from pathlib import Path
 
 from yacs.config import CfgNode as CN
 
-from common.config_check import COMMAND_LINE, merge_file, merge_opts, warn_compat_keys
+from common.config_check import (
+    COMMAND_LINE,
+    COMPAT_KEYS,
+    merge_file,
+    merge_opts,
+    warn_compat_keys,
+)
 from common.config_values import check_values
 from common.dataset_format import format_compat_keys, normalise_dataset_format
 
@@ -154,6 +160,7 @@ _C.TRAIN.USE_WD = False
 _C.TRAIN.AMP = False  # mixed precision on CUDA
 _C.TRAIN.AMP_DTYPE = "float16"  # or 'bfloat16' (no loss scaling needed)
 _C.TRAIN.CHANNELS_LAST = False  # NHWC weights and activations: faster convolutions on GPUs
+_C.TRAIN.PATIENCE = 0  # stop after this many epochs without a lower validation metric; 0: never
 
 _C.TEST = CN()
 _C.TEST.BATCH_SIZE_PER_GPU = 32
@@ -311,45 +318,6 @@ _C.GESTURE.REFINER.PAIRS = [
     [146, 163, "size_change", "fist"],
     [171, 191, "size_change", "fist"],
 ]
-
-
-# Keys kept only so that the official HRNet and the competition's YAMLs load: nothing reads
-# them. Each maps to what to do instead; setting one to another value than its default logs a
-# warning (common/config_check.py).
-_UNUSED_COCO = ("nothing reads it (COCO test people: TEST.COCO_BBOX_FILE, IMAGE_THRE, "
-                "IN_VIS_THRE, OKS_THRE)")
-_DEBUG_IMAGES = "use DEBUG.NUM_SAMPLE_IMAGES (prediction pictures drawn each epoch)"
-COMPAT_KEYS: dict[str, str] = {
-    "DATA_DIR": "use DATASET.ROOT",
-    "GPUS": "use torchrun --nproc_per_node N (one process per GPU, common/distributed.py)",
-    "PRINT_FREQ": "training logs one line per epoch",
-    "RANK": "torchrun sets the RANK environment variable",
-    "LAMB": "nothing reads it (nor did the competition's code)",
-    "test_option": "use the --test_option option of tools/train.py",
-    "MODEL.TAG_PER_JOINT": "heatmap regression has no associative tags",
-    "MODEL.TARGET_TYPE": "targets are always Gaussian heatmaps (MODEL.SIGMA)",
-    "LOSS.USE_OHKM": "the loss is the joints MSE (LOSS.USE_TARGET_WEIGHT)",
-    "LOSS.TOPK": "the loss is the joints MSE (LOSS.USE_TARGET_WEIGHT)",
-    "DATASET.TRAIN_SET": "use DATASET.TRAIN_CSV and DATASET.TRAIN_IMAGE_DIR",
-    "DATASET.TEST_SET": "use DATASET.TEST_CSV and DATASET.TEST_IMAGE_DIR",
-    "DATASET.DATA_FORMAT": "images are read by their content",
-    "DATASET.HYBRID_JOINTS_TYPE": "a COCO-only key",
-    "DATASET.SELECT_DATA": "a COCO-only key",
-    "TRAIN.GAMMA1": "nothing reads it (nor did the competition's code)",
-    "TRAIN.GAMMA2": "nothing reads it (nor did the competition's code)",
-    "TRAIN.RESUME": "use AUTO_RESUME",
-    "TRAIN.CHECKPOINT": "use AUTO_RESUME (it resumes from the run folder's checkpoint.pth)",
-    "TEST.USE_GT_BBOX": "the boxes come from TEST.BOX_SOURCE: file (DATASET.BOX_FILE, stage "
-    "one's boxes, which the competition's USE_GT_BBOX true read) or truth (TRUTH_CSV extents)",
-    "TEST.NMS_THRE": _UNUSED_COCO,
-    "TEST.SOFT_NMS": _UNUSED_COCO,
-    "TEST.BBOX_THRE": _UNUSED_COCO,
-    "DEBUG.DEBUG": _DEBUG_IMAGES,
-    "DEBUG.SAVE_BATCH_IMAGES_GT": _DEBUG_IMAGES,
-    "DEBUG.SAVE_BATCH_IMAGES_PRED": _DEBUG_IMAGES,
-    "DEBUG.SAVE_HEATMAPS_GT": _DEBUG_IMAGES,
-    "DEBUG.SAVE_HEATMAPS_PRED": _DEBUG_IMAGES,
-}
 
 
 def get_defaults() -> CN:

@@ -27,6 +27,45 @@ _TYPE_MISMATCH = re.compile(
 _LOG = logging.getLogger("common.config")
 
 
+# Keys kept only so that the official HRNet and the competition's YAMLs load: nothing reads
+# them. Each maps to what to do instead; setting one to another value than its default logs a
+# warning (``warn_compat_keys`` below).
+_UNUSED_COCO = ("nothing reads it (COCO test people: TEST.COCO_BBOX_FILE, IMAGE_THRE, "
+                "IN_VIS_THRE, OKS_THRE)")
+_DEBUG_IMAGES = "use DEBUG.NUM_SAMPLE_IMAGES (prediction pictures drawn each epoch)"
+COMPAT_KEYS: dict[str, str] = {
+    "DATA_DIR": "use DATASET.ROOT",
+    "GPUS": "use torchrun --nproc_per_node N (one process per GPU, common/distributed.py)",
+    "PRINT_FREQ": "training logs one line per epoch",
+    "RANK": "torchrun sets the RANK environment variable",
+    "LAMB": "nothing reads it (nor did the competition's code)",
+    "test_option": "use the --test_option option of tools/train.py",
+    "MODEL.TAG_PER_JOINT": "heatmap regression has no associative tags",
+    "MODEL.TARGET_TYPE": "targets are always Gaussian heatmaps (MODEL.SIGMA)",
+    "LOSS.USE_OHKM": "the loss is the joints MSE (LOSS.USE_TARGET_WEIGHT)",
+    "LOSS.TOPK": "the loss is the joints MSE (LOSS.USE_TARGET_WEIGHT)",
+    "DATASET.TRAIN_SET": "use DATASET.TRAIN_CSV and DATASET.TRAIN_IMAGE_DIR",
+    "DATASET.TEST_SET": "use DATASET.TEST_CSV and DATASET.TEST_IMAGE_DIR",
+    "DATASET.DATA_FORMAT": "images are read by their content",
+    "DATASET.HYBRID_JOINTS_TYPE": "a COCO-only key",
+    "DATASET.SELECT_DATA": "a COCO-only key",
+    "TRAIN.GAMMA1": "nothing reads it (nor did the competition's code)",
+    "TRAIN.GAMMA2": "nothing reads it (nor did the competition's code)",
+    "TRAIN.RESUME": "use AUTO_RESUME",
+    "TRAIN.CHECKPOINT": "use AUTO_RESUME (it resumes from the run folder's checkpoint.pth)",
+    "TEST.USE_GT_BBOX": "the boxes come from TEST.BOX_SOURCE: file (DATASET.BOX_FILE, stage "
+    "one's boxes, which the competition's USE_GT_BBOX true read) or truth (TRUTH_CSV extents)",
+    "TEST.NMS_THRE": _UNUSED_COCO,
+    "TEST.SOFT_NMS": _UNUSED_COCO,
+    "TEST.BBOX_THRE": _UNUSED_COCO,
+    "DEBUG.DEBUG": _DEBUG_IMAGES,
+    "DEBUG.SAVE_BATCH_IMAGES_GT": _DEBUG_IMAGES,
+    "DEBUG.SAVE_BATCH_IMAGES_PRED": _DEBUG_IMAGES,
+    "DEBUG.SAVE_HEATMAPS_GT": _DEBUG_IMAGES,
+    "DEBUG.SAVE_HEATMAPS_PRED": _DEBUG_IMAGES,
+}
+
+
 def full_keys(node: CfgNode, prefix: str = "") -> Iterator[str]:
     """Every key of ``node`` with its dotted path, sub-nodes included."""
     for name, value in node.items():

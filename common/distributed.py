@@ -85,6 +85,18 @@ def average(value: float) -> float:
     return float(tensor.item()) / world_size()
 
 
+def main_process_says(flag: bool) -> bool:
+    """The first process's ``flag`` on every process: for decisions only it can make (it alone
+    validates), such as stopping early."""
+    if not is_distributed():
+        return flag
+    on_gpu = dist.get_backend() == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else None
+    tensor = torch.tensor([int(flag)], dtype=torch.int64, device=device)
+    dist.broadcast(tensor, src=0)
+    return bool(tensor.item())
+
+
 def replicas_in_sync(model: nn.Module) -> bool:
     """Whether every process holds the same parameters (a sum and a sum of squares per tensor,
     in float64, compared exactly); always True when single. DDP keeps them identical, so a

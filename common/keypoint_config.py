@@ -3,6 +3,7 @@ the built-in set with ``MODEL.NUM_JOINTS`` joints; always checked against MODEL.
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,6 +35,12 @@ def _coco_file_set(path: str, mtime: float, expected: KeypointSet | None) -> Key
     data = read_coco_json(path)
     validate_coco(data, path)
     return coco_keypoint_set(data, path, expected)
+
+
+@lru_cache(maxsize=8)
+def _say_once(message: str) -> None:
+    """A warning shown once per process (the keypoint set is asked for many times a run)."""
+    logging.getLogger(__name__).warning("warning: %s", message)
 
 
 def coco_annotation_file(cfg: CfgNode) -> Path | None:
@@ -72,6 +79,10 @@ def config_keypoint_set(cfg: CfgNode) -> KeypointSet:
             expected = _coco_file_set(str(path), path.stat().st_mtime, expected)
             if declared is None and builtin_set_for_names(expected.names) is None:
                 _refuse_unknown_flip_pairs(cfg, path, expected)
+                _say_once(f"DATASET.KEYPOINTS is empty and the category of {path} is no "
+                          f"built-in set: OKS uses a sigma of 0.025 for each of its "
+                          f"{expected.num_joints} keypoints (COCO's smallest) and there are no "
+                          "flip pairs; give a keypoint-set file for your own sigmas")
     if expected is None:
         builtin = [load_keypoint_set(name) for name in BUILTIN_SETS]
         matching = [s for s in builtin if s.num_joints == cfg.MODEL.NUM_JOINTS]

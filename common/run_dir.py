@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
 from yacs.config import CfgNode
 
 from common.errors import UserError
@@ -118,20 +119,39 @@ def _read_pid(fd: int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def _task_of_run(folder: Path) -> str | None:
+    """The ``TASK`` of the run whose ``config.yaml`` is in ``folder``, if it can be read."""
+    try:
+        saved = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return str(saved["TASK"]) if isinstance(saved, dict) and "TASK" in saved else None
+
+
 def prepare_run_folder(
-    folder: str | Path, auto_resume: bool, overwrite: bool, logger: logging.Logger
+    folder: str | Path, auto_resume: bool, overwrite: bool, logger: logging.Logger,
+    task: str | None = None,
 ) -> bool:
     """Decide what a new training run does with the files of an earlier run in ``folder``.
 
     Returns True when the run resumes (``AUTO_RESUME`` with a ``checkpoint.pth``), False when it
     starts afresh; with ``overwrite`` the earlier run's files are removed first, so two runs'
-    files never mix. Any other earlier run (finished or not) is refused with what to do.
+    files never mix. Any other earlier run (finished or not) is refused with what to do, and so
+    is, even with ``overwrite``, a run of another ``task`` (the other stage's config of the same
+    name), which would otherwise be replaced or resumed into the wrong model.
     Call it while holding :func:`lock_run_folder`.
     """
     folder = Path(folder)
     found = [name for name in RUN_FILES if (folder / name).exists()]
     if not any(name in RUN_RESULTS for name in found):
         return False
+    earlier_task = _task_of_run(folder) if task else None
+    if earlier_task is not None and earlier_task != task:
+        raise RunFolderError(
+            f"{folder} holds a TASK {earlier_task} run and this is a TASK {task} run (two "
+            "stages' config files with the same name share a run folder): choose another "
+            "OUTPUT_DIR for one of them, or rename its config file"
+        )
     if overwrite:
         for name in found:
             (folder / name).unlink()

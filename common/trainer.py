@@ -37,6 +37,7 @@ from common.distributed import (
     average,
     barrier,
     is_main_process,
+    main_process_says,
     replicas_in_sync,
     unwrap_model,
     world_size,
@@ -144,6 +145,11 @@ def _metric_is_better(value: float, best: float) -> bool:
     return value <= best  # the reference keeps the later epoch on a tie
 
 
+def _plateaued(cfg: CfgNode, epoch: int, improved_epoch: int) -> bool:
+    """``TRAIN.PATIENCE`` epochs since the validation metric last went strictly lower."""
+    return cfg.TRAIN.PATIENCE > 0 and epoch - improved_epoch >= cfg.TRAIN.PATIENCE
+
+
 def fit(
     cfg: CfgNode,
     stage: Stage,
@@ -154,7 +160,8 @@ def fit(
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Train from ``TRAIN.BEGIN_EPOCH`` (or the checkpoint, with ``AUTO_RESUME``) to
-    ``TRAIN.END_EPOCH``. Writes ``checkpoint.pth`` every epoch, ``model_best.pth`` when the
+    ``TRAIN.END_EPOCH``, or until ``TRAIN.PATIENCE`` epochs pass without a lower validation
+    metric. Writes ``checkpoint.pth`` every epoch, ``model_best.pth`` when the
     validation metric is at least as good as the best so far, and ``final_state.pth`` at the end.
     ``on_epoch_end(epoch, metrics)`` is called on the main process after each epoch's
     checkpoint (e.g. to report to a tuner).
@@ -171,6 +178,7 @@ def fit(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     begin_epoch = cfg.TRAIN.BEGIN_EPOCH
     best_perf, best_epoch = math.inf, -1
+    improved_epoch = -1  # the last epoch whose metric was strictly lower than all before
 
     checkpoint_path = output_dir / CHECKPOINT_NAME
     if cfg.AUTO_RESUME and checkpoint_path.exists():
@@ -192,6 +200,7 @@ def fit(
             restore_rng_state(checkpoint["rng"])
         begin_epoch = int(checkpoint["epoch"])
         best_perf, best_epoch = float(checkpoint["best_perf"]), int(checkpoint["best_epoch"])
+        improved_epoch = int(checkpoint.get("improved_epoch", best_epoch))
         logger.info(
             "resumed from %s: epoch %d of %d, best %s %.4f (epoch %d)",
             checkpoint_path, begin_epoch, cfg.TRAIN.END_EPOCH, stage.metric_name,
@@ -200,6 +209,10 @@ def fit(
 
     net = wrap_model(model, device)  # DDP under torchrun; the checkpoints hold the bare model
     history: list[dict[str, float]] = []
+    if begin_epoch > 0 and _plateaued(cfg, begin_epoch - 1, improved_epoch):
+        logger.info("the run had stopped: no lower val %s for TRAIN.PATIENCE %d epochs since "
+                    "epoch %d", stage.metric_name, cfg.TRAIN.PATIENCE, improved_epoch)  # fmt: skip
+        begin_epoch = cfg.TRAIN.END_EPOCH
     for epoch in range(begin_epoch, cfg.TRAIN.END_EPOCH):
         # Each epoch's randomness depends only on (seed, epoch), so a resume replays it exactly.
         torch.manual_seed(cfg.RANDOMSEED * 1000003 + epoch)
@@ -243,6 +256,8 @@ def fit(
         train_loss = average(running / max(count, 1))
         if not main:  # validation, checkpoints and logs belong to the first process
             barrier()
+            if main_process_says(False):
+                break
             continue
 
         model.eval()
@@ -250,6 +265,8 @@ def fit(
             with quiet_progress():  # the epoch's line below says it all
                 metrics = stage.validate(unwrap_model(net), epoch)
         value = float(metrics["metric"])
+        if value < best_perf:
+            improved_epoch = epoch
         is_best = _metric_is_better(value, best_perf)
         if is_best:
             best_perf, best_epoch = value, epoch
@@ -265,6 +282,7 @@ def fit(
             "rng": rng_state(),
             "best_perf": best_perf,
             "best_epoch": best_epoch,
+            "improved_epoch": improved_epoch,
             "perf": value,
         }
         save_atomic(state, checkpoint_path)
@@ -289,7 +307,14 @@ def fit(
             k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
         if on_epoch_end is not None:
             on_epoch_end(epoch, history[-1])
+        stop = _plateaued(cfg, epoch, improved_epoch)
+        if stop:
+            logger.info("stopping after epoch %d: no lower val %s for TRAIN.PATIENCE %d epochs "
+                        "(last at epoch %d)", epoch, stage.metric_name, cfg.TRAIN.PATIENCE,
+                        improved_epoch)  # fmt: skip
         barrier()
+        if main_process_says(stop):
+            break
 
     if not replicas_in_sync(model):
         raise RuntimeError("the processes ended training with different weights: DDP lost sync")

@@ -47,7 +47,7 @@ def train_from_config(
         barrier()  # the first process has checked (or cleared) the folder
         return _train(cfg, cfg_path, run)
     with lock_run_folder(output_dir, logger):
-        prepare_run_folder(output_dir, cfg.AUTO_RESUME, overwrite, logger)
+        prepare_run_folder(output_dir, cfg.AUTO_RESUME, overwrite, logger, task=cfg.TASK)
         barrier()
         atomic_write_text(output_dir / "config.yaml", cfg.dump())
         return _train(cfg, cfg_path, run)

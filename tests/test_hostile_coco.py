@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from common.coco import coco_category, keypoint_results, read_coco_json, write_json
 from common.coco_eval import oks_ap
 from common.config import load_config
+from common.keypoint_config import config_keypoint_set
 from common.keypoints import load_keypoint_set
 from common.synthetic.motion_coco import TEST_JSON, TRAIN_JSON, generate_motion_coco
 from tests.conftest import ROOT
@@ -154,13 +156,21 @@ def test_upper_case_format_is_the_coco_path(data_set, tmp_path):
                     "DATASET.TEST_SET is 'train'", "'test', 'val'")
 
 
-def test_custom_category_without_keypoint_set_refuses_flips(data_set, tmp_path):
+def test_custom_category_without_keypoint_set_refuses_flips(data_set, tmp_path, caplog):
     def rename(data):
         data["categories"][0]["keypoints"] = [f"k{i}" for i in range(24)]
     _spoil(data_set, rename)
     _spoil(data_set, rename, TEST_JSON)
     _one_line_error(_train(data_set, tmp_path), "DATASET.KEYPOINTS is empty",
                     "flip pairs are unknown", "DATASET.FLIP False")
+    # flips off: it trains, and says once which sigmas its OKS uses
+    cfg = load_config(CFG, _opts(data_set, tmp_path, "DATASET.FLIP", "False",
+                                 "TEST.FLIP_TEST", "False"))  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="common.keypoint_config"):
+        kp_set = config_keypoint_set(cfg)
+        config_keypoint_set(cfg)
+    assert kp_set.flip_pairs == () and set(kp_set.sigmas) == {0.025}
+    assert caplog.text.count("a sigma of 0.025 for each of its 24 keypoints") == 1
 
 
 def test_folds_say_what_they_group_by(data_set, tmp_path):

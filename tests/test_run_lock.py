@@ -123,3 +123,16 @@ def test_a_new_run_refuses_to_mix_with_an_earlier_one_unless_told(tmp_path):
         prepare_run_folder(tmp_path, auto_resume=True, overwrite=False, logger=LOGGER)
     assert prepare_run_folder(tmp_path, auto_resume=False, overwrite=True, logger=LOGGER) is False
     assert [p.name for p in tmp_path.iterdir()] == ["old_train.log"]
+
+
+def test_a_run_of_the_other_stage_is_refused_even_with_overwrite(tmp_path):
+    """Two stages' configs of the same name share ``OUTPUT_DIR/lr_*/<dataset>/<model>/<name>``."""
+    (tmp_path / "model_best.pth").write_text("box run")
+    (tmp_path / "config.yaml").write_text("TASK: bbox\nTRAIN:\n  LR: 0.001\n")
+    for overwrite in (False, True):
+        with pytest.raises(RunFolderError, match="TASK bbox run and this is a TASK keypoint"):
+            prepare_run_folder(tmp_path, auto_resume=True, overwrite=overwrite, logger=LOGGER,
+                               task="keypoint")  # fmt: skip
+    assert (tmp_path / "model_best.pth").read_text() == "box run"
+    assert prepare_run_folder(tmp_path, auto_resume=False, overwrite=True, logger=LOGGER,
+                              task="bbox") is False  # fmt: skip

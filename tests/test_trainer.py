@@ -218,3 +218,21 @@ def test_resume_with_an_unchanged_schedule_logs_no_change(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="test")
     fit(cfg_for(2, AUTO_RESUME=True), toy_stage(), tmp_path, LOGGER)
     assert "schedule changed" not in caplog.text and "END_EPOCH changed" not in caplog.text
+
+
+def test_patience_stops_when_the_metric_no_longer_goes_lower(tmp_path):
+    # lower at epochs 0 and 1, then ties (which model_best keeps, but which are no progress)
+    stage = toy_stage(val_metrics=[3.0, 2.0, 2.0, 2.0, 1.0, 1.0])
+    summary = fit(cfg_for(6, **{"TRAIN.PATIENCE": 2}), stage, tmp_path, LOGGER)
+    assert [row["epoch"] for row in summary["history"]] == [0, 1, 2, 3]
+    assert summary["best_epoch"] == 3 and (tmp_path / "final_state.pth").is_file()
+    checkpoint = load_training_checkpoint(tmp_path / "checkpoint.pth")
+    assert checkpoint["epoch"] == 4 and checkpoint["improved_epoch"] == 1
+    # a resume of the stopped run trains no further epoch; without patience it goes on
+    again = fit(cfg_for(6, **{"TRAIN.PATIENCE": 2, "AUTO_RESUME": True}),
+                toy_stage(val_metrics=[3.0, 2.0, 2.0, 2.0, 1.0, 1.0]), tmp_path, LOGGER)
+    assert again["history"] == []
+    longer = fit(cfg_for(6, **{"AUTO_RESUME": True}),
+                 toy_stage(val_metrics=[3.0, 2.0, 2.0, 2.0, 1.0, 1.0]), tmp_path, LOGGER)
+    assert [row["epoch"] for row in longer["history"]] == [4, 5]
+    assert longer["best_epoch"] == 5

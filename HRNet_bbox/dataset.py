@@ -4,18 +4,20 @@ Path: read (BGR; to RGB only with ``DATASET.COLOR_RGB``; the reference never con
 ``reduced_decode`` the JPEG is decoded at the smallest 1/2, 1/4 or 1/8 size that still covers the
 input, and boxes are scaled to it) ->
 albumentations Resize to ``MODEL.IMAGE_SIZE`` ([width, height]) -> training augmentation ->
-ImageNet normalisation. Boxes travel through albumentations (COCO format, ``min_visibility``
-0.05); where the augmentation loses the box, the sample falls back to the plain resize instead
-of failing (the reference then crashed). Targets are x1, y1, x2, y2 in the head's units; each
-image's own size maps predictions back to its pixels.
+ImageNet normalisation. Test images (no boxes) are resized by OpenCV directly, the same pixels
+as albumentations' Resize, which is imported only where boxes travel (0.5 s a process). Boxes
+travel through albumentations (COCO format, ``min_visibility`` 0.05); where the augmentation
+loses the box, the sample falls back to the plain resize instead of failing (the reference then
+crashed). Targets are x1, y1, x2, y2 in the head's units; each image's own size maps
+predictions back to its pixels.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import albumentations as A
 import cv2
 import numpy as np
 import torch
@@ -25,6 +27,9 @@ from common.image_data import ImageDataset, normalize_crop
 from common.io import image_size
 from HRNet_bbox.codec import BoxCodec, sanitize_boxes_xyxy
 
+if TYPE_CHECKING:
+    import albumentations as A
+
 MIN_VISIBILITY = 0.05  # the reference's BboxParams
 BOX_LABEL = "person"
 BBOX_AUGMENTATIONS = ("reference", "mild")
@@ -33,6 +38,8 @@ BBOX_AUGMENTATIONS = ("reference", "mild")
 def _reference_augmentation() -> list[A.BasicTransform]:
     """The reference's training set for non-square inputs, with the defaults of the
     albumentations it used (Rotate: limit 90, reflected border; GaussNoise: variance 10..50)."""
+    import albumentations as A
+
     return [
         A.OneOf([
             A.HorizontalFlip(p=1.0),
@@ -50,6 +57,8 @@ def _reference_augmentation() -> list[A.BasicTransform]:
 def _mild_augmentation(flip: bool) -> list[A.BasicTransform]:
     """Mirror, a small shift and zoom, colour jitter. No rotation: a rotated box is no longer
     the tight extent of the person, so rotations would teach loose boxes."""
+    import albumentations as A
+
     transforms: list[A.BasicTransform] = [A.HorizontalFlip(p=0.5)] if flip else []
     transforms += [
         A.Affine(scale=(0.85, 1.15), translate_percent=(-0.08, 0.08), p=0.7),
@@ -60,6 +69,8 @@ def _mild_augmentation(flip: bool) -> list[A.BasicTransform]:
 
 def build_transforms(cfg: CfgNode, is_train: bool) -> A.Compose:
     """Resize to ``MODEL.IMAGE_SIZE`` then, for training, ``DATASET.BBOX_AUG``'s set."""
+    import albumentations as A
+
     width, height = (int(v) for v in cfg.MODEL.IMAGE_SIZE)
     transforms: list[A.BasicTransform] = [A.Resize(height=height, width=width)]
     if is_train:
@@ -132,7 +143,7 @@ class WholeImageBoxDataset(ImageDataset):
         self.color_rgb = bool(cfg.DATASET.COLOR_RGB)
         self.input_size = tuple(int(v) for v in cfg.MODEL.IMAGE_SIZE)
         self.codec = BoxCodec.from_cfg(cfg)
-        self.plain = build_transforms(cfg, is_train=False)
+        self.plain = build_transforms(cfg, is_train=False) if boxes_xywh is not None else None
         self.augment = build_transforms(cfg, is_train=True) if is_train else None
 
     def _load(self, index: int) -> tuple[np.ndarray, float, float]:
@@ -150,7 +161,7 @@ class WholeImageBoxDataset(ImageDataset):
         height, width = image.shape[:2]
         meta = {"index": index, "width": round(width * sx), "height": round(height * sy)}
         if self.boxes is None:
-            resized = self.plain(image=image, bboxes=[], labels=[])["image"]
+            resized = cv2.resize(image, self.input_size, interpolation=cv2.INTER_LINEAR)
             return normalize_crop(resized, False), torch.zeros(4), meta
 
         box = self.boxes[index] / np.array([sx, sy, sx, sy])  # box edges in decoded pixels

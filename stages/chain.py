@@ -34,7 +34,6 @@ from common.stage_data import (
     truth_by_name,
 )
 from HRNet_bbox import engine as bbox_engine
-from HRNet_bbox.detect_engine import detect, load_detector_for_test
 from HRNet_keypoint import engine as keypoint_engine
 
 CHUNK = 32  # images decoded at a time: bounded memory, one decode per image for both stages
@@ -61,6 +60,8 @@ def run_chain(
     logger.info("boxes: stage one's predictions, model of %s (the chain ignores "
                 "TEST.BOX_SOURCE)", bbox_output)  # fmt: skip
     detector = bbox_cfg.TASK == "detect"
+    if detector:  # torchvision's detection models take ~1 s to import: only when they are used
+        from HRNet_bbox.detect_engine import detect, load_detector_for_test
     box_model = (load_detector_for_test(bbox_cfg, bbox_output, device) if detector
                  else bbox_engine.load_model_for_test(bbox_cfg, bbox_output, device))
     keypoint_model = keypoint_engine.load_model_for_test(keypoint_cfg, keypoint_output, device)

@@ -97,6 +97,17 @@ def test_box_and_keypoint_runs_do_not_import_the_gesture_stage_or_sklearn():
     assert done.stdout.strip() == "[]"
 
 
+def test_the_single_box_chain_imports_neither_torchvision_nor_albumentations():
+    # about 1.5 s of each chain process (W48: 13 s for 16 images) before they were made lazy
+    code = ("import runpy, sys; sys.path.insert(0, 'tools'); from stages import stage_for;"
+            "stage_for('bbox'); stage_for('keypoint'); import stages.chain;"
+            "runpy.run_path('tools/pipeline.py'); print(sorted({m.split('.')[0] for m in "
+            "sys.modules if m.startswith(('torchvision', 'albumentations'))}))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    assert done.stdout.strip() == "[]"
+
+
 def _keypoints(path, joints):
     names = keypoint_set(joints)["names"]
     table = read_keypoint_csv(path, names).sort_values("image")

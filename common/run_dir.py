@@ -12,11 +12,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
 from yacs.config import CfgNode
 
-from common.errors import UserError
+from common.errors import ConfigError, UserError
 from common.io import process_alive, remove_stale_temps
+from common.trained_with import read_training_config
 
 LOCK_NAME = ".run.lock"
 # What a training run writes into its folder; a new run must not mix its files with these.
@@ -122,10 +122,10 @@ def _read_pid(fd: int) -> int | None:
 def _task_of_run(folder: Path) -> str | None:
     """The ``TASK`` of the run whose ``config.yaml`` is in ``folder``, if it can be read."""
     try:
-        saved = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        saved = read_training_config(folder)
+    except ConfigError:
         return None
-    return str(saved["TASK"]) if isinstance(saved, dict) and "TASK" in saved else None
+    return str(saved["TASK"]) if saved is not None and "TASK" in saved else None
 
 
 def prepare_run_folder(

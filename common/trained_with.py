@@ -35,15 +35,12 @@ def _describe(on: bool) -> str:
     return "on (MODEL.UDP True or MODEL.CODEC udp)" if on else "off"
 
 
-def check_trained_with(cfg: object, weights: Path, logger: logging.Logger | None = None) -> None:
-    """Refuse a test config whose UDP geometry differs from the ``config.yaml`` beside
-    ``weights`` (a run or fold folder); weights without one are not checked (logged)."""
-    record = Path(weights).parent / "config.yaml"
+def read_training_config(folder: Path) -> dict | None:
+    """The config a run or fold folder was trained with (its ``config.yaml``) as a mapping;
+    None when there is none, refused in one line when it cannot be read."""
+    record = Path(folder) / "config.yaml"
     if not record.is_file():
-        if logger is not None:
-            logger.info("no %s beside %s: cannot check that MODEL.UDP matches training",
-                        record.name, weights)  # fmt: skip
-        return
+        return None
     try:
         trained = yaml.safe_load(record.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
@@ -51,6 +48,19 @@ def check_trained_with(cfg: object, weights: Path, logger: logging.Logger | None
                           "test the weights from another folder with TEST.MODEL_FILE") from None
     if not isinstance(trained, dict):
         raise ConfigError(f"{record}: expected the training config as a YAML mapping")
+    return trained
+
+
+def check_trained_with(cfg: object, weights: Path, logger: logging.Logger | None = None) -> None:
+    """Refuse a test config whose UDP geometry differs from the ``config.yaml`` beside
+    ``weights`` (a run or fold folder); weights without one are not checked (logged)."""
+    record = Path(weights).parent / "config.yaml"
+    trained = read_training_config(record.parent)
+    if trained is None:
+        if logger is not None:
+            logger.info("no %s beside %s: cannot check that MODEL.UDP matches training",
+                        record.name, weights)  # fmt: skip
+        return
     was, now = _unbiased(trained), _unbiased(cfg)  # a yacs CfgNode is a dict
     if was != now:
         raise ConfigError(

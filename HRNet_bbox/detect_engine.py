@@ -156,8 +156,8 @@ def load_detector_for_test(cfg: CfgNode, output_dir: Path | None, device: torch.
                            ) -> nn.Module:
     """The detector from ``TEST.MODEL_FILE``, else ``<output_dir>/model_best.pth``, else (a
     torchvision builder with ``MODEL.DETECTOR.WEIGHTS``) the COCO-trained weights as they are;
-    loaded strictly, in eval mode. Only the 'torch' backend runs detectors."""
-    if cfg.TEST.BACKEND != "torch":
+    loaded strictly, in eval mode. Only the 'torch' backend runs detectors ('auto' picks it)."""
+    if cfg.TEST.BACKEND not in ("torch", "auto"):
         raise ConfigError(f"TEST.BACKEND {cfg.TEST.BACKEND!r}: the detector (TASK detect) runs "
                           "on the 'torch' backend only; set TEST.BACKEND torch")
     trained = Path(cfg.TEST.MODEL_FILE) if cfg.TEST.MODEL_FILE else None

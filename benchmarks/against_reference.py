@@ -5,9 +5,12 @@ Variants, each from image files to ``result.csv``:
 
 - ``reference``: the reference's two processes (stage one, then stage two with the flip test).
 - ``plain``: the project's two-step way, ``tools/test.py`` on the box config then on the keypoint
-  config, ``TEST.BACKEND torch``: what a user runs to reproduce the competition.
+  config, ``TEST.BACKEND torch TEST.PRECISION fp32``: what a user runs to reproduce the
+  competition's numerics.
 - ``chain_<backend>``: ``tools/pipeline.py`` (one process, one decode per image for both stages)
-  with each optimised backend; ``<backend>:bf16`` adds ``TEST.BF16 True``.
+  with each backend in float32 (``TEST.PRECISION fp32``); ``<backend>:bf16`` runs it with
+  ``TEST.PRECISION bf16``; ``default`` sets neither key: the chain a user gets without options
+  (``TEST.BACKEND auto``, ``TEST.PRECISION auto``).
 
 All run the leaderboard configs as they are (``WORKERS`` included), with ``TEST.REFERENCE_BOXES
 True`` so that stage one writes the boxes as the competition did and the answers can be compared
@@ -47,6 +50,7 @@ from models.backends import randomize_weights
 
 REFERENCE = "reference"
 PLAIN = "plain"
+DEFAULT = "default"
 PYTHON = sys.executable
 
 
@@ -78,6 +82,13 @@ def _boxes(path: Path) -> np.ndarray:
     return np.array([records[name]["bbox"] for name in sorted(records)])
 
 
+def chain_options(backend: str, precision: str) -> list[str]:
+    """The opts of one ``--backends`` entry: ``default`` sets none."""
+    if backend == DEFAULT:
+        return []
+    return ["TEST.BACKEND", backend, "TEST.PRECISION", precision or "fp32"]
+
+
 class SideBySide:
     """One size: the data, the random weights, the run folders and commands of each variant."""
 
@@ -87,6 +98,7 @@ class SideBySide:
         self.images = data / "images" / "test_imgs"
         opts = ["MODEL.PRETRAINED", "", "DATASET.ROOT", str(data), "DATASET.DROP_REFERENCE_ROWS",
                 "False", "TEST.REFERENCE_BOXES", "True"]  # fmt: skip
+        plain = ["TEST.BACKEND", "torch", "TEST.PRECISION", "fp32"]
         weights = {}
         for stage, cfg_path, engine, seed in (("bbox", self.bbox_cfg, bbox_engine, 1),
                                               ("keypoint", self.keypoint_cfg, keypoint_engine, 2)):
@@ -112,9 +124,9 @@ class SideBySide:
         bbox_dir, keypoint_dir = self._run_folders(PLAIN, weights)
         self.commands[PLAIN] = [
             [PYTHON, "tools/test.py", "--cfg", self.bbox_cfg, "--output_path", str(bbox_dir),
-             *opts],
+             *opts, *plain],
             [PYTHON, "tools/test.py", "--cfg", self.keypoint_cfg, "--output_path",
-             str(keypoint_dir), *opts, "DATASET.BOX_FILE",
+             str(keypoint_dir), *opts, *plain, "DATASET.BOX_FILE",
              str(bbox_dir / bbox_engine.BOX_FILE_NAME)],
         ]  # fmt: skip
         for spec in backends:
@@ -123,8 +135,7 @@ class SideBySide:
             self.commands[f"chain_{spec}"] = [[
                 PYTHON, "tools/pipeline.py", "--bbox-cfg", self.bbox_cfg, "--bbox-output",
                 str(bbox_dir), "--keypoint-cfg", self.keypoint_cfg, "--keypoint-output",
-                str(keypoint_dir), *opts, "TEST.BACKEND", backend,
-                *(["TEST.BF16", "True"] if precision == "bf16" else [])]]  # fmt: skip
+                str(keypoint_dir), *opts, *chain_options(backend, precision)]]  # fmt: skip
 
     def _run_folders(self, variant: str, weights: dict[str, Path]) -> tuple[Path, Path]:
         folders = []

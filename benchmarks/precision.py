@@ -47,6 +47,7 @@ from HRNet_keypoint import engine as keypoint_engine
 from HRNet_keypoint.dataset import BoxDataset
 from models.backends import randomize_weights
 from models.calibration import stacked_inputs
+from models.reduced_precision import cpu_flags
 from stages.chain import run_chain
 from stages.training import train_from_config
 
@@ -63,7 +64,7 @@ ACCURACY_CONFIGS = {  # --models: the configs trained for the accuracy part
             "keypoint": "experiments/keypoint/w32_256x192_adam_lr1e-3.yaml"},
 }  # fmt: skip
 FP32 = "onnxruntime fp32"
-VARIANTS = {  # name: (TEST.BACKEND, TEST.BF16); the first is what the ratios are against
+VARIANTS = {  # name: (TEST.BACKEND, bfloat16); the first is what the ratios are against
     FP32: ("onnxruntime", False),
     "fused fp32": ("fused", False),
     "fused+bf16": ("fused", True),
@@ -82,7 +83,7 @@ STAGES = ("bbox", "keypoint")
 
 def variant_opts(name: str) -> list[str]:
     backend, bf16 = VARIANTS[name]
-    return ["TEST.BACKEND", backend, "TEST.BF16", str(bf16)]
+    return ["TEST.BACKEND", backend, "TEST.PRECISION", "bf16" if bf16 else "fp32"]
 
 
 def stage_inputs(stage: str, cfg, count: int) -> torch.Tensor:
@@ -133,17 +134,20 @@ def speed_rows(stage: str, data_root: Path, work: Path, args: argparse.Namespace
 
 
 def train_models(data_root: Path, work: Path, args: argparse.Namespace) -> dict[str, Path]:
-    """Both stages (``--models``) trained afresh on the synthetic set, for ``--epochs`` or
-    until ``--patience`` epochs bring no lower validation metric; their run folders."""
+    """Both stages (``--models``) trained afresh on the synthetic set (``--resume``: on from
+    their checkpoints under ``--work``), for ``--epochs`` or until ``--patience`` epochs bring
+    no lower validation metric; their run folders."""
     opts = ["OUTPUT_DIR", str(work / "runs"), "LOG_DIR", str(work / "tensorboard"),
             "DATASET.ROOT", str(data_root), "MODEL.PRETRAINED", "",
             "TRAIN.PATIENCE", str(args.patience)]  # fmt: skip
     if args.epochs:
         opts += ["TRAIN.END_EPOCH", str(args.epochs)]
+    if args.train_batch:
+        opts += ["TRAIN.BATCH_SIZE_PER_GPU", str(args.train_batch)]
     folders = {}
     for stage, cfg_path in ACCURACY_CONFIGS[args.models].items():
         started = time.perf_counter()
-        train_from_config(ROOT / cfg_path, opts, overwrite=True)
+        train_from_config(ROOT / cfg_path, opts, overwrite=not args.resume)
         folders[stage] = output_dir_for(load_config(ROOT / cfg_path, opts), cfg_path)
         print(f"  trained {stage} in {time.perf_counter() - started:.0f} s", flush=True)
     return folders
@@ -221,10 +225,7 @@ def print_report(report: dict) -> None:
 
 
 def cpu_features() -> list[str]:
-    cpuinfo = Path("/proc/cpuinfo")
-    text = cpuinfo.read_text() if cpuinfo.is_file() else ""
-    flags = next((line.split() for line in text.splitlines() if line.startswith("flags")), [])
-    return [flag for flag in ("avx512_vnni", "avx512_bf16", "amx_bf16") if flag in flags]
+    return [flag for flag in ("avx512_vnni", "avx512_bf16", "amx_bf16") if flag in cpu_flags()]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -243,6 +244,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=0, help="override both END_EPOCHs")
     parser.add_argument("--models", choices=sorted(ACCURACY_CONFIGS), default="tiny",
                         help="the configs the accuracy part trains (w32: 256x192, issue 24)")
+    parser.add_argument("--train-batch", type=int, default=0,
+                        help="TRAIN.BATCH_SIZE_PER_GPU of both stages (default: the configs'); "
+                             "a small training set needs a small batch for enough steps")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the runs under --work from their checkpoints (a larger "
+                             "--patience or --epochs trains on) instead of training afresh")
     parser.add_argument("--patience", type=int, default=0,
                         help="TRAIN.PATIENCE: stop each stage after this many epochs without a "
                              "lower validation metric (with --epochs as the cap)")

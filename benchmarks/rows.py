@@ -88,7 +88,8 @@ class SizeBench:
         self.num_joints = int(self.keypoint_cfg.MODEL.NUM_JOINTS)
 
     def config(self, path: str, backend: str, extra: list[str] | None = None) -> CfgNode:
-        return load_config(ROOT / path, [*self.common, "TEST.BACKEND", backend, *(extra or [])])
+        return load_config(ROOT / path, [*self.common, "TEST.BACKEND", backend, "TEST.PRECISION",
+                                          "fp32", *(extra or [])])  # fmt: skip
 
     def measure(self, name: str, variants: dict[str, Callable[[], object]],
                 images: int) -> list[dict]:  # fmt: skip

@@ -26,6 +26,7 @@ from common.config_check import (
 )
 from common.config_values import check_values
 from common.dataset_format import format_compat_keys, normalise_dataset_format
+from common.errors import ConfigError
 
 _C = CN()
 
@@ -184,23 +185,24 @@ _C.TEST.MODEL_FILE = ""
 _C.TEST.REFERENCE_BOXES = False
 _C.TEST.BN_BATCH_STATS = False
 # Inference backend: 'torch' (plain), 'fused' (BN folded into convs, channels-last),
-# 'onnxruntime' or 'openvino' (CPU, both on the ONNX export), or 'auto': the fastest of those
-# four on this machine, timed once and remembered beside the export (models/auto_backend.py).
+# 'onnxruntime' or 'openvino' (CPU, both on the ONNX export), or 'auto' (the default): the
+# fastest of those four on this machine, timed once and remembered beside the export
+# (models/auto_backend.py); on a GPU, the faster of torch and fused.
 # ONNX_FILE names an exported model to use instead of exporting anew.
 # 'onnxruntime-int8' / 'openvino-int8': the export quantised to int8 (models/quantize.py),
 # calibrated once on INT8_CALIBRATION_IMAGES training images (a draw seeded by RANDOMSEED,
 # cropped as the test path crops) and cached beside it; it needs the training set under
-# DATASET.ROOT the first time. Off by default: on tiny models trained on 120 synthetic images
-# (benchmarks/precision.py) it changed the chain's RMSE by +0.90 px (not under 0.5 px) and stage
-# two's on true boxes by +0.28 px; W48 forward 3.2-3.6x fp32 onnxruntime.
-_C.TEST.BACKEND = "torch"
+# DATASET.ROOT the first time, so it is never chosen by default.
+_C.TEST.BACKEND = "auto"
 _C.TEST.ONNX_FILE = ""
 _C.TEST.INT8_CALIBRATION_IMAGES = 32
-# bfloat16 autocast for the 'torch' and 'fused' forwards (outputs back in float32), bfloat16
-# inference precision for 'openvino' (AMX tiles where the CPU has them), the fastest of those
-# three with 'auto'; refused with onnxruntime (no bfloat16 convolutions) and the int8 backends.
-# Off by default: the chain's RMSE changed by +0.73 px (not under 0.5 px), stage two's on true
-# boxes by +0.006 px (benchmarks/precision.py); W48 fused+bf16 forward 1.55-1.74x fp32 onnxruntime.
+# Arithmetic of the forward (models/reduced_precision.py): 'fp32' (the switch off), 'bf16'
+# (bfloat16 autocast for torch and fused, bfloat16 inference precision for openvino; refused
+# with onnxruntime and the int8 backends), or 'auto': bfloat16 on a CPU with native bfloat16
+# (AVX512-BF16 or AMX) with the engines whose bfloat16 moved this stage's RMSE by under 0.2 px
+# on W32 models trained to a plateau (benchmarks/precision.py), float32 everywhere else.
+# TEST.BF16 True is the older spelling of TEST.PRECISION bf16.
+_C.TEST.PRECISION = "auto"
 _C.TEST.BF16 = False
 # Stage one at test time on its own (tools/test.py, validation): the reduced decode of
 # DATASET.REDUCED_DECODE. Off by default, so the two-step way and tools/pipeline.py (which
@@ -345,9 +347,22 @@ def load_config(cfg_file: str | Path | None = None, opts: list[str] | None = Non
         sources.update(dict.fromkeys(list(opts)[0::2], COMMAND_LINE))
     normalise_dataset_format(cfg)
     check_values(cfg, sources)
+    _read_bf16_as_precision(cfg, sources)
     warn_compat_keys(cfg, _C, unread or format_compat_keys(cfg, COMPAT_KEYS))
     cfg.freeze()
     return cfg
+
+
+def _read_bf16_as_precision(cfg: CN, sources: dict[str, str]) -> None:
+    """``TEST.BF16 True`` (the older key) becomes ``TEST.PRECISION bf16``."""
+    if not cfg.TEST.BF16:
+        return
+    if cfg.TEST.PRECISION == "fp32":
+        raise ConfigError(f"TEST.BF16 True ({sources.get('TEST.BF16', 'the defaults')}) asks "
+                          f"for bfloat16 and TEST.PRECISION fp32 "
+                          f"({sources.get('TEST.PRECISION', 'the defaults')}) for float32: "
+                          "drop TEST.BF16; TEST.PRECISION bf16 is its newer spelling")
+    cfg.TEST.PRECISION = "bf16"
 
 
 def str2bool(value: str | bool) -> bool:

@@ -28,6 +28,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "TASK": ("keypoint", "bbox", "detect", "gesture"),  # stages.STAGE_MODULES
     "TEST.DECODE": ("quarter", "dark"),  # HRNet_keypoint.codecs.udp.REFINEMENTS
     "TEST.BOX_SOURCE": ("file", "truth"),  # HRNet_keypoint.engine.BOX_SOURCES
+    "TEST.PRECISION": ("auto", "fp32", "bf16"),  # models.reduced_precision.PRECISIONS
     "MODEL.BBOX_HEAD": ("reference", "pooled"),  # HRNet_bbox.model.BOX_HEADS
     "DATASET.BBOX_AUG": ("reference", "mild"),  # HRNet_bbox.dataset.BBOX_AUGMENTATIONS
     "DATASET.FORMAT": DATASET_FORMATS,

@@ -93,6 +93,8 @@ def run_test(
     """Inputs, model, predictions, files: the test-time path of every stage."""
     inputs = stage.read_test_inputs(cfg, logger)
     model = stage.load_for_test(cfg, output_dir, device)
+    if hasattr(model, "runs_in"):
+        logger.info("forward: TEST.BACKEND %s in %s", cfg.TEST.BACKEND, model.runs_in)
     predictions = stage.predict(cfg, model, inputs, device)
     return stage.write_outputs(cfg, output_dir, predictions, logger)
 

@@ -20,9 +20,11 @@
 - ``'auto'``: the fastest of ``BACKENDS`` on this machine, measured once per export and machine
   (``models/auto_backend.py``).
 
-``TEST.BF16`` runs the 'torch' and 'fused' forwards under bfloat16 autocast (``Bfloat16``) and
-'openvino' with bfloat16 inference precision (AMX where there is some); onnxruntime's CPU
-provider has no bfloat16 convolutions, so it is refused there.
+``TEST.PRECISION`` (``models/reduced_precision.py``) says whether the forward runs in bfloat16:
+'torch' and 'fused' under bfloat16 autocast (``Bfloat16``), 'openvino' with bfloat16 inference
+precision (AMX where there is some); onnxruntime's CPU provider has no bfloat16 convolutions, so
+'bf16' is refused there. It is resolved once per model into ``TEST.BF16``, which the code below
+reads.
 
 Each backend is an ``nn.Module`` called on an NCHW float tensor that returns a tensor, so the
 prediction code is the same for all of them.
@@ -53,6 +55,7 @@ from models.fuse import fuse_conv_bn
 from models.onnxruntime_backend import OnnxRuntimeModel
 from models.openvino_backend import OpenVinoModel
 from models.quantize import INT8_BACKEND, CalibrationInputs, int8_export
+from models.reduced_precision import bf16_engines, precision_of, with_precision
 
 BACKENDS = ("torch", "fused", "onnxruntime", "openvino")
 OPENVINO_INT8 = "openvino-int8"
@@ -155,11 +158,16 @@ def _check_backend(cfg: CfgNode) -> str:
         raise ConfigError(f"TEST.BN_BATCH_STATS True needs TEST.BACKEND torch, got {backend!r}: "
                           "the other backends fold batch norm into the convolutions")
     if cfg.TEST.BF16 and backend not in BF16_BACKENDS:
-        raise ConfigError(f"TEST.BF16 runs the forward in bfloat16 and TEST.BACKEND {backend} "
-                          "has none (onnxruntime's CPU provider has no bfloat16 convolutions; "
-                          "the int8 graphs are int8): use TEST.BACKEND openvino, fused or torch "
-                          "with TEST.BF16, or TEST.BF16 False")
+        raise ConfigError(f"TEST.PRECISION bf16 (or TEST.BF16 True) runs the forward in "
+                          f"bfloat16 and TEST.BACKEND {backend} has none (onnxruntime's CPU "
+                          "provider has no bfloat16 convolutions; the int8 graphs are int8): use "
+                          "TEST.BACKEND openvino, fused or torch with it, or TEST.PRECISION fp32")
     return backend
+
+
+def _auto_engines(cfg: CfgNode) -> tuple[str, ...]:
+    """The engines 'auto' may pick: every fp32 one, or the two that read ``TEST.ONNX_FILE``."""
+    return ("onnxruntime", "openvino") if cfg.TEST.ONNX_FILE else BACKENDS
 
 
 def _session(onnx_path: Path, cfg: CfgNode, calibration: CalibrationInputs | None,
@@ -171,7 +179,7 @@ def _session(onnx_path: Path, cfg: CfgNode, calibration: CalibrationInputs | Non
     if cfg.TEST.BACKEND.startswith("openvino"):
         cache = onnx_path.parent / "openvino-cache" if keep_optimized else None
         return OpenVinoModel(onnx_path, "bf16" if cfg.TEST.BF16 else "f32", cache)
-    return OnnxRuntimeModel(onnx_path, keep_optimized=keep_optimized)
+    return OnnxRuntimeModel(onnx_path, keep_optimized=keep_optimized, transient=not keep_optimized)
 
 
 def _given_onnx_file(cfg: CfgNode, input_shape: Sequence[int],
@@ -201,7 +209,7 @@ def _onnxruntime_model(
 ) -> nn.Module:  # fmt: skip
     if cfg.TEST.ONNX_FILE:
         return _given_onnx_file(cfg, input_shape, calibration)
-    if weights_path is None:
+    if weights_path is None or not os.access(weights_path.parent, os.W_OK):
         with tempfile.TemporaryDirectory(prefix="onnx_") as folder:
             onnx_path = export_onnx(model, Path(folder) / "model.onnx", input_shape)
             # the session holds the graph in memory
@@ -222,9 +230,12 @@ def _with_backend(cfg: CfgNode, backend: str) -> CfgNode:
 
 
 def _auto_candidates(cfg: CfgNode, device: torch.device) -> tuple[str, ...]:
-    """The engines that give the plain answers (in bfloat16 with ``TEST.BF16``) on ``device``;
-    onnxruntime and OpenVINO run on the CPU only."""
+    """The engines that give the plain answers (in bfloat16 with ``TEST.BF16``; those measured
+    under the limit for this stage when 'auto' chose it) on ``device``; onnxruntime and OpenVINO
+    run on the CPU only."""
     candidates = [b for b in BACKENDS if b in BF16_BACKENDS] if cfg.TEST.BF16 else list(BACKENDS)
+    if cfg.TEST.BF16 and cfg.TEST.PRECISION == "auto":
+        candidates = [b for b in candidates if b in bf16_engines(str(cfg.TASK))]
     if device.type != "cpu":
         candidates = [b for b in candidates if b not in ONNX_BACKENDS]
     return tuple(candidates)
@@ -237,7 +248,7 @@ def _auto_model(model: nn.Module, cfg: CfgNode, shape: Sequence[int],
     ``weights_path`` or by timing each now (and caching the choice when there are weights)."""
     candidates = _auto_candidates(cfg, _placement(model))
     record = None
-    if weights_path is not None:
+    if weights_path is not None and os.access(Path(weights_path).parent, os.W_OK):
         export = cached_export_path(weights_path, cfg, shape)
         choice = auto_backend.cached_choice(export, cfg.TEST.BF16, candidates)
         if choice is not None:
@@ -255,6 +266,8 @@ def _auto_onnx_file(cfg: CfgNode, shape: Sequence[int]) -> nn.Module:
     onnx_path = Path(cfg.TEST.ONNX_FILE)
     engines = tuple(b for b in ("onnxruntime", "openvino") if b in BF16_BACKENDS or
                     not cfg.TEST.BF16)  # fmt: skip
+    if cfg.TEST.BF16 and cfg.TEST.PRECISION == "auto":
+        engines = tuple(b for b in engines if b in bf16_engines(str(cfg.TASK)))
     choice = auto_backend.cached_choice(onnx_path, cfg.TEST.BF16, engines)
     if choice is not None:
         return _given_onnx_file(_with_backend(cfg, choice), shape, None).eval()
@@ -283,6 +296,7 @@ def prepare_inference_model(
     return a new module and leave ``model`` untouched, unless ``inplace``: then 'fused' folds
     into ``model``'s own layers.
     """
+    cfg = with_precision(cfg, _placement(model), _auto_engines(cfg))
     backend = _check_backend(cfg)
     model = model.eval()
     if backend == "torch":
@@ -311,21 +325,32 @@ def load_inference_model(
     ``weights_path`` loaded strictly, on ``device``, in eval mode, run by the backend. With
     the onnxruntime backends the model is not built at all when ``TEST.ONNX_FILE`` is set or an
     export of these weights is cached (saving its time and memory). ``calibration``: see
-    ``prepare_inference_model``."""
+    ``prepare_inference_model``. Its ``runs_in`` attribute says, for the log, whether it runs
+    in float32 or bfloat16 and why."""
+    cfg = with_precision(cfg, device, _auto_engines(cfg))
+    model = _load_resolved(build, cfg, weights_path, device, calibration)
+    model.runs_in = precision_of(cfg)
+    return model
+
+
+def _load_resolved(build: Callable[[], nn.Module], cfg: CfgNode, weights_path: str | Path,
+                   device: torch.device, calibration: CalibrationInputs | None) -> nn.Module:
     backend = _check_backend(cfg)
     shape = input_shape_for(cfg)
     if backend == AUTO and cfg.TEST.ONNX_FILE:
         return _auto_onnx_file(cfg, shape)
-    if backend == AUTO and device.type == "cpu":
+    known = Path(weights_path).is_file()  # if not, the strict load below says so
+    if backend == AUTO and device.type == "cpu" and known:
         cached = cached_export_path(weights_path, cfg, shape)
-        choice = auto_backend.cached_choice(cached, cfg.TEST.BF16, ONNX_BACKENDS)
+        engines = tuple(b for b in _auto_candidates(cfg, device) if b in ONNX_BACKENDS)
+        choice = auto_backend.cached_choice(cached, cfg.TEST.BF16, engines)
         if choice is not None and cached.is_file():
             return _session(cached, _with_backend(cfg, choice), calibration).eval()
     if backend in ONNX_BACKENDS:
         if cfg.TEST.ONNX_FILE:
             return _given_onnx_file(cfg, shape, calibration).eval()
-        cached = cached_export_path(weights_path, cfg, shape)
-        if cached.is_file():
+        cached = cached_export_path(weights_path, cfg, shape) if known else None
+        if cached is not None and cached.is_file():
             return _session(cached, cfg, calibration).eval()
     with torch.device("meta"):  # no time spent on an init that the weights overwrite
         model = build()

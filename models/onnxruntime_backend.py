@@ -32,9 +32,10 @@ class OnnxRuntimeModel(nn.Module):
     """
 
     def __init__(self, onnx_path: str | Path, threads: int | None = None,
-                 keep_optimized: bool = False) -> None:  # fmt: skip
+                 keep_optimized: bool = False, transient: bool = False) -> None:  # fmt: skip
         """``keep_optimized``: open the optimised graph saved beside ``onnx_path`` for this
-        machine (``optimized_graph_path``) without optimising again; save it when missing."""
+        machine (``optimized_graph_path``) without optimising again; save it when missing.
+        ``transient``: ``onnx_path`` is removed once this returns, so every session opens now."""
         super().__init__()
         self.threads = max(1, threads or torch.get_num_threads())
         self._path, self._optimize = Path(onnx_path), True
@@ -48,6 +49,9 @@ class OnnxRuntimeModel(nn.Module):
         else:
             self.session = _cpu_session(onnx_path, _session_options(1, True))
         self._single_image_session = self.session if self.threads == 1 else None
+        if transient and self._single_image_session is None:
+            options = _session_options(self.threads, self._optimize)
+            self._single_image_session = _cpu_session(self._path, options)
         self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
         self.input_name = self.session.get_inputs()[0].name
         self.input_shape = list(self.session.get_inputs()[0].shape)

@@ -65,6 +65,9 @@ def run_chain(
     box_model = (load_detector_for_test(bbox_cfg, bbox_output, device) if detector
                  else bbox_engine.load_model_for_test(bbox_cfg, bbox_output, device))
     keypoint_model = keypoint_engine.load_model_for_test(keypoint_cfg, keypoint_output, device)
+    for stage, cfg, model in (("one", bbox_cfg, box_model), ("two", keypoint_cfg, keypoint_model)):
+        if hasattr(model, "runs_in"):
+            logger.info("stage %s: TEST.BACKEND %s in %s", stage, cfg.TEST.BACKEND, model.runs_in)
     truth = None
     if truth_csv is not None:
         truth = truth_by_name(read_truth_table(keypoint_cfg, truth_csv), names, truth_csv)

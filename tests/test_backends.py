@@ -58,7 +58,8 @@ def keypoint_run(tmp_path_factory) -> Path:
 
 
 def keypoint_predictions(root: Path, run_dir: Path, backend: str) -> tuple[nn.Module, np.ndarray]:
-    cfg = load_config(KEYPOINT_CFG, ["DATASET.ROOT", str(root), "TEST.BACKEND", backend])
+    cfg = load_config(KEYPOINT_CFG, ["DATASET.ROOT", str(root), "TEST.BACKEND", backend,
+                                     "TEST.PRECISION", "fp32"])  # fmt: skip
     assert cfg.TEST.FLIP_TEST and cfg.TEST.SHIFT_HEATMAP and cfg.TEST.POST_PROCESS
     truth = load_truth_table(cfg)
     model = keypoint_engine.load_model_for_test(cfg, run_dir, CPU)
@@ -118,7 +119,7 @@ def test_every_backend_gives_the_plain_boxes(tiny_motion, tmp_path, head):
     paths = load_truth_table(cfg).paths
     corners, boxes = {}, {}
     for backend in BACKENDS:
-        cfg = load_config(BBOX_CFG, [*opts, "TEST.BACKEND", backend])
+        cfg = load_config(BBOX_CFG, [*opts, "TEST.BACKEND", backend, "TEST.PRECISION", "fp32"])
         model = bbox_engine.load_model_for_test(cfg, tmp_path, CPU)
         corners[backend] = corners_px(model, cfg, paths)
         boxes[backend] = bbox_engine.predict_boxes_xywh(model, cfg, paths, CPU)
@@ -141,7 +142,8 @@ def test_export_onnx_tool_and_onnx_file(tiny_motion, keypoint_run, tmp_path):
     run_dir.mkdir()
     shutil.copy(keypoint_run / "model_best.pth", run_dir)
     opts = ["DATASET.ROOT", str(tiny_motion), "TEST.ONNX_FILE", str(onnx_path)]
-    plain = keypoint_engine.load_model_for_test(load_config(KEYPOINT_CFG, opts), run_dir, CPU)
+    plain_cfg = load_config(KEYPOINT_CFG, [*opts, "TEST.BACKEND", "torch"])
+    plain = keypoint_engine.load_model_for_test(plain_cfg, run_dir, CPU)
     cfg = load_config(KEYPOINT_CFG, [*opts, "TEST.BACKEND", "onnxruntime"])
     runner = keypoint_engine.load_model_for_test(cfg, run_dir, CPU)
     assert not list(run_dir.glob("*.onnx"))  # the given file is used, nothing exported

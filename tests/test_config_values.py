@@ -13,6 +13,7 @@ from HRNet_bbox.dataset import BBOX_AUGMENTATIONS
 from HRNet_bbox.model import BOX_HEADS
 from HRNet_keypoint.codecs.udp import REFINEMENTS as DECODE_METHODS
 from HRNet_keypoint.engine import BOX_SOURCES
+from models.reduced_precision import PRECISIONS
 from stages import STAGE_MODULES
 from tests.conftest import ROOT
 
@@ -21,6 +22,7 @@ def test_each_choice_list_is_the_registry_that_implements_it():
     assert set(CHOICES["TEST.DECODE"]) == set(DECODE_METHODS)
     assert set(CHOICES["TASK"]) == set(STAGE_MODULES)
     assert set(CHOICES["TEST.BOX_SOURCE"]) == set(BOX_SOURCES)
+    assert set(CHOICES["TEST.PRECISION"]) == set(PRECISIONS)
     assert set(CHOICES["MODEL.BBOX_HEAD"]) == set(BOX_HEADS)
     assert set(CHOICES["DATASET.BBOX_AUG"]) == set(BBOX_AUGMENTATIONS)
 

@@ -110,7 +110,7 @@ def test_every_backend_gives_the_plain_keypoints(runs, tmp_path, backend):
         out = tmp_path / name
         assert _infer("--input", str(image), "--keypoint-cfg", KEYPOINT_CFG, "--keypoint-output",
                       str(runs / "kp"), "--boxes", str(boxes), "--out", str(out),
-                      "TEST.BACKEND", name) == 0
+                      "TEST.BACKEND", name, "TEST.PRECISION", "fp32") == 0
         points[name] = np.array(json.loads((out / "keypoints.json").read_text())[0]["keypoints"])
     np.testing.assert_allclose(points[backend], points["torch"], atol=0.05)
 

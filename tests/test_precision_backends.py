@@ -173,7 +173,7 @@ def test_openvino_runs_the_cached_int8_graph(tiny_motion, keypoint_run):
 
 @pytest.mark.parametrize("backend", ["torch", "fused", "openvino"])
 def test_bf16_is_close_to_fp32(tiny_motion, keypoint_run, backend):
-    cfg = keypoint_cfg(tiny_motion, backend)
+    cfg = keypoint_cfg(tiny_motion, backend, "TEST.PRECISION", "fp32")
     images = held_out_crops(cfg)
     fp32 = forward(keypoint_engine.load_model_for_test(cfg, keypoint_run, CPU), images)
     bf16_cfg = keypoint_cfg(tiny_motion, backend, "TEST.BF16", "True")

@@ -76,7 +76,7 @@ def test_bn_batch_stats_is_refused_by_the_folding_backends():
 
 
 def test_a_test_model_is_built_on_meta_and_gets_the_file_weights(tmp_path):
-    model, cfg = tiny_keypoint_model()
+    model, cfg = tiny_keypoint_model(["TEST.BACKEND", "torch"])
     state = model.state_dict()
     del state[next(k for k in state if k.endswith("num_batches_tracked"))]
     torch.save(state, tmp_path / "model_best.pth")
@@ -121,6 +121,7 @@ def test_the_reference_chain_and_the_two_step_way_agree(tiny_motion, tmp_path):
 
     opts = ["MODEL.PRETRAINED", "", "DATASET.ROOT", str(tiny_motion),
             "DATASET.DROP_REFERENCE_ROWS", "False", "TEST.REFERENCE_BOXES", "True"]  # fmt: skip
+    official = [*opts, "TEST.BACKEND", "torch", "TEST.PRECISION", "fp32"]  # as the README says
     for stage, cfg_path, engine in (("bbox", TINY_BBOX, bbox_engine),
                                     ("keypoint", TINY_KEYPOINT, keypoint_engine)):
         cfg = load_config(ROOT / cfg_path, opts)
@@ -134,9 +135,9 @@ def test_the_reference_chain_and_the_two_step_way_agree(tiny_motion, tmp_path):
     run_keypoint_stage(TINY_KEYPOINT, tmp_path / "keypoint" / "model_best.pth", images,
                        tmp_path / "ref.pkl", tmp_path / "ref.csv")  # fmt: skip
     test = load_tool("test")
-    test.main(["--cfg", TINY_BBOX, "--output_path", str(tmp_path / "bbox"), *opts])
+    test.main(["--cfg", TINY_BBOX, "--output_path", str(tmp_path / "bbox"), *official])
     box_file = tmp_path / "bbox" / "test_annotation.pkl"
-    test.main(["--cfg", TINY_KEYPOINT, "--output_path", str(tmp_path / "keypoint"), *opts,
+    test.main(["--cfg", TINY_KEYPOINT, "--output_path", str(tmp_path / "keypoint"), *official,
                "DATASET.BOX_FILE", str(box_file)])  # fmt: skip
     ours, reference = read_box_annotations(box_file), read_box_annotations(tmp_path / "ref.pkl")
     assert sorted(ours) == sorted(reference)

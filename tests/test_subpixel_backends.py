@@ -29,7 +29,7 @@ def test_every_backend_gives_the_plain_keypoints_with_sub_pixel_options(
     answers = {}
     for backend in BACKENDS:
         cfg = load_config(KEYPOINT_CFG, ["DATASET.ROOT", str(tiny_motion), "TEST.BACKEND",
-                                         backend, *options])  # fmt: skip
+                                         backend, "TEST.PRECISION", "fp32", *options])  # fmt: skip
         truth = load_truth_table(cfg)
         model = keypoint_engine.load_model_for_test(cfg, random_run, CPU)
         answers[backend] = keypoint_engine.predict_boxes(

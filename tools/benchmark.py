@@ -82,7 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backends", default="",
                         help="optimised backends (default: fused,onnxruntime on CPU, fused on "
                              "CUDA, where onnxruntime runs on the CPU; onnxruntime with "
-                             "--against-reference, where NAME:bf16 adds TEST.BF16 True)")
+                             "--against-reference, where each runs in fp32, NAME:bf16 in "
+                             "bfloat16, and 'default' as a user gets it without options)")
     parser.add_argument("--out", type=Path, help="JSON report (default output/benchmark.json, "
                         "output/against_reference.json with --against-reference)")
     parser.add_argument("--against-reference", action="store_true",

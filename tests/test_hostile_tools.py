@@ -128,9 +128,14 @@ def test_make_synthetic_refuses_an_out_path_that_is_a_file(tmp_path):
 
 
 def _interrupt_once(command: list[str], appears: Path, timeout: float = 120) -> int:
-    """Start ``command``, send Ctrl-C (SIGINT) once ``appears`` exists; its exit status."""
+    """Start ``command``, send Ctrl-C (SIGINT) once ``appears`` exists; its exit status. The
+    child gets SIGINT's default action back, as from a terminal: a test run started in the
+    background by a shell would otherwise pass it on ignored, and Python would never see it."""
+    def default_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True,
+                               stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
                                env={**os.environ, "HRNET_DEBUG": ""})  # fmt: skip
     deadline = time.monotonic() + timeout
     while not appears.exists() and process.poll() is None and time.monotonic() < deadline:

@@ -55,7 +55,7 @@ from models.fuse import fuse_conv_bn
 from models.onnxruntime_backend import OnnxRuntimeModel
 from models.openvino_backend import OpenVinoModel
 from models.quantize import INT8_BACKEND, CalibrationInputs, int8_export
-from models.reduced_precision import bf16_engines, precision_of, with_precision
+from models.reduced_precision import measured_engines, precision_of, with_precision
 
 BACKENDS = ("torch", "fused", "onnxruntime", "openvino")
 OPENVINO_INT8 = "openvino-int8"
@@ -150,6 +150,12 @@ def cached_export_path(weights_path: str | Path, cfg: CfgNode,
     return weights_path.with_name(f"{weights_path.stem}.{digest}.onnx")
 
 
+def _can_cache_beside(weights_path: str | Path | None) -> bool:
+    """Whether exports and timings can be kept beside ``weights_path`` (else: a temporary
+    folder, measured again next time)."""
+    return weights_path is not None and os.access(Path(weights_path).parent, os.W_OK)
+
+
 def _check_backend(cfg: CfgNode) -> str:
     backend = str(cfg.TEST.BACKEND)
     if backend not in ALL_BACKENDS:
@@ -209,7 +215,7 @@ def _onnxruntime_model(
 ) -> nn.Module:  # fmt: skip
     if cfg.TEST.ONNX_FILE:
         return _given_onnx_file(cfg, input_shape, calibration)
-    if weights_path is None or not os.access(weights_path.parent, os.W_OK):
+    if not _can_cache_beside(weights_path):
         with tempfile.TemporaryDirectory(prefix="onnx_") as folder:
             onnx_path = export_onnx(model, Path(folder) / "model.onnx", input_shape)
             # the session holds the graph in memory
@@ -234,8 +240,7 @@ def _auto_candidates(cfg: CfgNode, device: torch.device) -> tuple[str, ...]:
     under the limit for this stage when 'auto' chose it) on ``device``; onnxruntime and OpenVINO
     run on the CPU only."""
     candidates = [b for b in BACKENDS if b in BF16_BACKENDS] if cfg.TEST.BF16 else list(BACKENDS)
-    if cfg.TEST.BF16 and cfg.TEST.PRECISION == "auto":
-        candidates = [b for b in candidates if b in bf16_engines(str(cfg.TASK))]
+    candidates = list(measured_engines(cfg, tuple(candidates)))
     if device.type != "cpu":
         candidates = [b for b in candidates if b not in ONNX_BACKENDS]
     return tuple(candidates)
@@ -248,7 +253,7 @@ def _auto_model(model: nn.Module, cfg: CfgNode, shape: Sequence[int],
     ``weights_path`` or by timing each now (and caching the choice when there are weights)."""
     candidates = _auto_candidates(cfg, _placement(model))
     record = None
-    if weights_path is not None and os.access(Path(weights_path).parent, os.W_OK):
+    if _can_cache_beside(weights_path):
         export = cached_export_path(weights_path, cfg, shape)
         choice = auto_backend.cached_choice(export, cfg.TEST.BF16, candidates)
         if choice is not None:
@@ -266,8 +271,7 @@ def _auto_onnx_file(cfg: CfgNode, shape: Sequence[int]) -> nn.Module:
     onnx_path = Path(cfg.TEST.ONNX_FILE)
     engines = tuple(b for b in ("onnxruntime", "openvino") if b in BF16_BACKENDS or
                     not cfg.TEST.BF16)  # fmt: skip
-    if cfg.TEST.BF16 and cfg.TEST.PRECISION == "auto":
-        engines = tuple(b for b in engines if b in bf16_engines(str(cfg.TASK)))
+    engines = measured_engines(cfg, engines)
     choice = auto_backend.cached_choice(onnx_path, cfg.TEST.BF16, engines)
     if choice is not None:
         return _given_onnx_file(_with_backend(cfg, choice), shape, None).eval()

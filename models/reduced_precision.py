@@ -58,6 +58,14 @@ def bf16_engines(task: str) -> tuple[str, ...]:
     return tuple(engine for engine, px in costs.items() if abs(px) < BF16_LIMIT_PX)
 
 
+def measured_engines(cfg: CfgNode, engines: tuple[str, ...]) -> tuple[str, ...]:
+    """``engines`` that 'auto' may pick for a resolved ``cfg``: when 'auto' chose bfloat16,
+    only those measured under the limit for its stage."""
+    if cfg.TEST.BF16 and cfg.TEST.PRECISION == "auto":
+        return tuple(engine for engine in engines if engine in bf16_engines(str(cfg.TASK)))
+    return engines
+
+
 def auto_bf16(task: str, engines: tuple[str, ...], on_cpu: bool) -> bool:
     """What ``TEST.PRECISION auto`` means for this stage when the forward runs on one of
     ``engines`` (one backend, or those 'auto' may pick): bfloat16 when one of them qualifies."""

@@ -46,7 +46,7 @@ from common.motion_data import keypoints_array, read_keypoint_csv
 from common.synthetic.motion import generate_motion_dataset
 from HRNet_bbox import engine as bbox_engine
 from HRNet_keypoint import engine as keypoint_engine
-from models.backends import randomize_weights
+from models.backends import ALL_BACKENDS, randomize_weights
 
 REFERENCE = "reference"
 PLAIN = "plain"
@@ -197,6 +197,12 @@ def run_against_reference(args: argparse.Namespace) -> dict:
     if not sizes or any(s not in SIZES for s in sizes):
         raise UserError(f"--sizes must name some of {sorted(SIZES)}, got {args.sizes!r}")
     backends = [b for b in (args.backends or "onnxruntime").split(",") if b]
+    for spec in backends:
+        backend, _, precision = spec.partition(":")
+        if backend not in (*ALL_BACKENDS, DEFAULT) or precision not in ("", "bf16") or \
+                (backend == DEFAULT and precision):
+            raise UserError(f"--backends: {spec!r} is not a backend: give some of "
+                            f"{[*ALL_BACKENDS, DEFAULT]}, each optionally with ':bf16'")
     width, height = args.image_size
     report: dict = {"images": args.images, "image_size": [width, height], "rounds": args.rounds,
                     "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),

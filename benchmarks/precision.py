@@ -36,6 +36,7 @@ import torch
 from benchmarks.probes import MemoryProbe, measure_row
 from benchmarks.rows import read_result
 from common.boxes import keypoint_extent_boxes
+from common.cli import bounded_int
 from common.config import load_config
 from common.io import atomic_write_text
 from common.run_dir import output_dir_for
@@ -244,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=0, help="override both END_EPOCHs")
     parser.add_argument("--models", choices=sorted(ACCURACY_CONFIGS), default="tiny",
                         help="the configs the accuracy part trains (w32: 256x192, issue 24)")
-    parser.add_argument("--train-batch", type=int, default=0,
+    parser.add_argument("--train-batch", type=bounded_int(0), default=0,
                         help="TRAIN.BATCH_SIZE_PER_GPU of both stages (default: the configs'); "
                              "a small training set needs a small batch for enough steps")
     parser.add_argument("--resume", action="store_true",

@@ -128,3 +128,25 @@ def test_the_benchmark_times_named_backends_in_float32_and_default_as_it_comes()
     assert chain_options("default", "") == []
     assert chain_options("openvino", "") == ["TEST.BACKEND", "openvino", "TEST.PRECISION", "fp32"]
     assert chain_options("openvino", "bf16")[-1] == "bf16"
+
+
+@pytest.mark.parametrize("spec", ["openvino:fp16", "tensorrt", "default:bf16"])
+def test_a_backend_the_benchmark_does_not_know_is_one_error_line(spec):
+    done = subprocess.run(
+        [sys.executable, "tools/benchmark.py", "--against-reference", "--sizes", "w32",
+         "--backends", f"onnxruntime,{spec}"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --backends") and spec in lines[0]
+
+
+def test_a_negative_training_batch_is_refused_before_any_work(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.precision", "--parts", "accuracy", "--train-batch",
+         "-1", "--work", str(tmp_path / "work")],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 2 and "--train-batch" in done.stderr
+    assert not (tmp_path / "work").exists()
